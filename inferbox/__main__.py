@@ -1,0 +1,5 @@
+import sys
+
+from inferbox.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""The HTTP API of the control plane, one module per resource group."""

@@ -1,0 +1,151 @@
+"""The `inferbox` command: serve, token, tenant, model-server."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from inferbox import __version__
+from inferbox.config import ConfigError, Settings, ensure_jwt_secret, from_env
+
+
+def _settings() -> Settings:
+    return ensure_jwt_secret(from_env())
+
+
+def cmd_serve(_args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from inferbox import logs
+    from inferbox.app import create_app
+    from inferbox.auth.admin import ensure_admin
+    from inferbox.platform import build
+
+    settings = _settings()
+    recent = logs.setup(settings.log_level, settings.log_json)
+    platform = build(settings, recent)
+    generated = ensure_admin(platform.store, settings.admin_username, settings.admin_password)
+    if generated:
+        # Printed once, never logged; only its hash is stored.
+        print(
+            f"inferbox: generated admin password for '{settings.admin_username}': {generated}\n"
+            "inferbox: it is shown only now; set ADMIN_PASSWORD to choose your own.",
+            flush=True,
+        )
+    app = create_app(platform)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        loop="uvloop",
+        http="httptools",
+        timeout_graceful_shutdown=30,
+    )
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from inferbox.auth.tokens import TokenService
+
+    settings = _settings()
+    tokens = TokenService(
+        settings.jwt_secret or "",
+        issuer=settings.token_issuer,
+        audience=settings.jwt_audience,
+        admin_username=settings.admin_username,
+    )
+    print(tokens.issue_tenant(args.tenant, subject=args.subject, ttl=args.ttl))
+    return 0
+
+
+def cmd_tenant(args: argparse.Namespace) -> int:
+    from inferbox.control.tenants import RESERVED, TenantDirectory, TenantExists, TenantNotFound, label_problem
+    from inferbox.store import Store
+
+    settings = _settings()
+    store = Store(settings.effective_database_url)
+    store.migrate()
+    directory = TenantDirectory(store)
+    if args.action == "list":
+        for tenant in directory.list():
+            print(f"{tenant.name}\t{tenant.status}\t{tenant.created.isoformat()}")
+        return 0
+    if not args.name:
+        print(f"inferbox tenant {args.action}: NAME is required", file=sys.stderr)
+        return 2
+    if args.action == "create":
+        problem = label_problem(args.name) or ("is reserved" if args.name in RESERVED else None)
+        if problem:
+            print(f"inferbox: tenant name {args.name!r} {problem}", file=sys.stderr)
+            return 2
+        try:
+            directory.create(args.name)
+        except TenantExists:
+            print(f"inferbox: tenant {args.name!r} already exists", file=sys.stderr)
+            return 1
+        print(f"tenant {args.name} created")
+        return 0
+    count = directory.model_count(args.name)
+    if count:
+        print(
+            f"inferbox: tenant {args.name!r} still owns {count} model(s); delete it through the API "
+            "(DELETE /api/admin/tenants/NAME?force=true) so that its replicas are stopped",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        directory.delete(args.name)
+    except TenantNotFound:
+        print(f"inferbox: no tenant named {args.name!r}", file=sys.stderr)
+        return 1
+    print(f"tenant {args.name} deleted")
+    return 0
+
+
+def cmd_model_server(args: argparse.Namespace) -> int:
+    from inferbox.server.cli import main as server_main
+
+    return server_main(args.rest)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="inferbox", description="Inference in a box.")
+    p.add_argument("--version", action="version", version=f"inferbox {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("serve", help="run the control plane (with the local runtime)").set_defaults(func=cmd_serve)
+
+    token = sub.add_parser("token", help="print a tenant JWT signed with the configured secret")
+    token.add_argument("--tenant", required=True)
+    token.add_argument("--subject", default=None, help="the token's sub claim (default: TENANT-user)")
+    token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires (default 3600)")
+    token.set_defaults(func=cmd_token)
+
+    tenant = sub.add_parser("tenant", help="create, list or delete tenants in the store")
+    tenant.add_argument("action", choices=["create", "list", "delete"])
+    tenant.add_argument("name", nargs="?")
+    tenant.set_defaults(func=cmd_tenant)
+
+    server = sub.add_parser(
+        "model-server", help="run one model replica (KServe V1 and V2 protocols)", add_help=False
+    )
+    server.add_argument("rest", nargs=argparse.REMAINDER)
+    server.set_defaults(func=cmd_model_server)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"inferbox: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

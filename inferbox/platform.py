@@ -1,0 +1,67 @@
+"""The platform: the parts one running control plane is made of, built from its settings.
+
+The API reads them from `app.state.platform`; nothing lives in module globals, so a test can build as
+many platforms as it needs side by side.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from inferbox.auth.tokens import TokenService
+from inferbox.config import Settings
+from inferbox.control.audit import AuditLog
+from inferbox.control.tenants import TenantDirectory
+from inferbox.events import EventBus
+from inferbox.logs import RecentLines
+from inferbox.metrics import HttpMetrics
+from inferbox.ratelimit import Limiter
+from inferbox.store import Store
+
+log = logging.getLogger("inferbox")
+
+
+@dataclass
+class Platform:
+    settings: Settings
+    store: Store
+    tokens: TokenService
+    limiter: Limiter
+    events: EventBus
+    audit: AuditLog
+    tenants: TenantDirectory
+    metrics: HttpMetrics
+    recent_logs: RecentLines
+    started_at: float = field(default_factory=time.time)
+    # Set once the models issue's service exists; tenant deletion asks it to stop a tenant's models.
+    models: Any = None
+
+
+def build(settings: Settings, recent_logs: RecentLines | None = None) -> Platform:
+    """Open the store (running migrations) and wire the parts. `settings.jwt_secret` must be set."""
+    assert settings.jwt_secret, "ensure_jwt_secret() first"
+    store = Store(settings.effective_database_url)
+    store.migrate()
+    tokens = TokenService(
+        settings.jwt_secret,
+        issuer=settings.token_issuer,
+        verify_issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        jwks_url=settings.jwt_jwks_url,
+        admin_username=settings.admin_username,
+        ttl_seconds=settings.token_ttl_seconds,
+    )
+    return Platform(
+        settings=settings,
+        store=store,
+        tokens=tokens,
+        limiter=Limiter(settings.redis_url, prefix=settings.redis_prefix),
+        events=EventBus(),
+        audit=AuditLog(store),
+        tenants=TenantDirectory(store),
+        metrics=HttpMetrics(),
+        recent_logs=recent_logs or RecentLines(),
+    )

@@ -1,0 +1,147 @@
+"""The Runtime interface: one small surface, two backends (local processes, Kubernetes with KServe).
+
+The control plane owns the desired state (in the store) and hands it to the runtime as `ModelSpec`s;
+the runtime reports observed state as `ModelStatus` and `ReplicaInfo`. Phases mirror KServe's model
+states so that the API reads the same whichever backend runs.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+# Phases, as KServe names a model's states.
+PENDING = "Pending"
+LOADING = "Loading"
+READY = "Ready"
+FAILED_TO_LOAD = "FailedToLoad"
+UNKNOWN = "Unknown"
+
+
+class ModelNotRunning(Exception):
+    """No replica could take a request in time (not ready, failed, or deleted)."""
+
+    def __init__(self, message: str, *, retry_after: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The desired state of one model, as the store holds it."""
+
+    namespace: str
+    name: str
+    framework: str
+    storage_uri: str
+    min_replicas: int = 1
+    max_replicas: int = 1
+    scale_target: int = 10
+    scale_metric: str = "concurrency"
+    # Bumped when framework or storage_uri changes: replicas of an older generation are rolled.
+    generation: int = 1
+    # The local runtime's stable port for the model's URL (None: let the runtime choose and report it).
+    port: int | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.namespace, self.name)
+
+
+@dataclass(frozen=True)
+class Condition:
+    type: str
+    status: str  # "True" | "False" | "Unknown"
+    reason: str
+    message: str
+    last_transition_time: datetime
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    """What the runtime observes of one model."""
+
+    phase: str
+    ready: bool
+    url: str | None
+    desired: int
+    ready_replicas: int
+    total: int
+    conditions: tuple[Condition, ...] = ()
+    restarts: int = 0
+    # A short machine-readable reason while not ready (e.g. "CrashLoopBackOff"), and the loader's message.
+    reason: str | None = None
+    message: str | None = None
+    port: int | None = None
+
+
+@dataclass(frozen=True)
+class ReplicaInfo:
+    """One replica: a pod in Kubernetes' words."""
+
+    name: str  # "{model}-predictor-{suffix}"
+    namespace: str
+    model: str
+    phase: str  # "Running" | "Pending" | "ContainerCreating" | "CrashLoopBackOff" | "Terminating" | "Error"
+    ready: bool
+    restarts: int
+    started_at: datetime
+    address: str | None = None  # "127.0.0.1:port"
+    pid: int | None = None
+    cpu_millicores: int | None = None
+    memory_bytes: int | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    name: str
+    status: str
+    version: str
+    capacity_cpu: str
+    capacity_memory: str
+    allocatable_cpu: str
+    allocatable_memory: str
+    created: datetime | None = None
+    addresses: tuple[str, ...] = ()
+
+
+class Runtime(Protocol):
+    """What the control plane needs from a backend."""
+
+    name: str
+
+    async def start(self, specs: list[ModelSpec]) -> None:
+        """Begin running; bring every given model back to its desired replicas (after a restart)."""
+
+    async def close(self) -> None:
+        """Stop background work. The local runtime drains and stops its replicas."""
+
+    async def apply(self, spec: ModelSpec) -> ModelStatus:
+        """Create or update a model. Returns at once; replicas start in the background.
+
+        Raises ValueError with a user-facing message for a spec the backend cannot run
+        (e.g. `scaleMetric: cpu` on the local runtime)."""
+
+    async def delete(self, namespace: str, name: str) -> None:
+        """Drain and stop every replica of a model and forget it."""
+
+    def status(self, namespace: str, name: str) -> ModelStatus | None:
+        """Observed state, or None for a model the runtime does not know."""
+
+    def connect(self, namespace: str, name: str, timeout: float) -> AbstractAsyncContextManager[str]:
+        """Pick a ready replica (least outstanding requests) and hold it for one request.
+
+        Yields the replica's base URL (`http://127.0.0.1:PORT`). Waits up to `timeout` seconds for a
+        replica, scaling up from zero when needed; raises ModelNotRunning when none comes."""
+
+    async def logs(self, namespace: str, name: str, lines: int) -> list[str]:
+        """The most recent output lines of the model's replicas, oldest first."""
+
+    def replicas(self, namespace: str | None = None) -> list[ReplicaInfo]:
+        """Replicas of every model (or of one namespace)."""
+
+    def nodes(self) -> list[NodeInfo]:
+        """The machines replicas run on."""

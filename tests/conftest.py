@@ -1,0 +1,92 @@
+"""Fixtures for the whole suite: store URLs (SQLite and PostgreSQL) and running control planes."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from support import ADMIN_PASSWORD, RunningServer, start_server  # noqa: E402
+
+from inferbox.config import Settings  # noqa: E402
+
+POSTGRES_URL = os.environ.get("INFERBOX_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("INFERBOX_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(scope="session")
+def postgres_schemas() -> Iterator[Callable[[], str]]:
+    """Makes a fresh schema per call in the test database, all dropped at the end of the run."""
+    made: list[str] = []
+
+    def make() -> str:
+        name = f"ibx_{os.getpid()}_{secrets.token_hex(4)}"
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(f'CREATE SCHEMA "{name}"')
+        made.append(name)
+        return name
+
+    yield make
+    if made:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            for name in made:
+                conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+def postgres_url(schema: str) -> str:
+    base = POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://", 1)
+    sep = "&" if "?" in base else "?"
+    return f"{base}{sep}options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty store: a SQLite file, or a new PostgreSQL schema."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'inferbox.db'}"
+    return postgres_url(request.getfixturevalue("postgres_schemas")())
+
+
+def settings_for(tmp_path: Path, database_url: str | None = None, **overrides: Any) -> Settings:
+    base = Settings(
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        jwt_secret="test-secret-" + secrets.token_hex(16),
+        admin_password=ADMIN_PASSWORD,
+        # Generous limits: only the rate-limit tests meet them.
+        rate_limit_requests=100_000,
+        rate_limit_burst=10_000,
+        redis_prefix=f"ibx-test-{secrets.token_hex(4)}",
+    )
+    return base.with_(**overrides)
+
+
+@pytest.fixture
+def make_server(tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
+    """Starts control planes with given settings; stops them after the test."""
+    servers: list[RunningServer] = []
+
+    def make(database_url: str | None = None, **overrides: Any) -> RunningServer:
+        sub = tmp_path / f"server{len(servers)}"
+        settings = settings_for(sub, database_url, **overrides)
+        server = start_server(settings)
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def server(make_server: Callable[..., RunningServer], database_url: str) -> RunningServer:
+    """A control plane on a fresh store, once on SQLite and once on PostgreSQL."""
+    return make_server(database_url)

@@ -1,0 +1,90 @@
+"""Helpers the tests share: a control plane served over real HTTP on loopback, in a thread."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import uvicorn
+
+from inferbox.app import create_app
+from inferbox.auth.admin import ensure_admin
+from inferbox.config import Settings
+from inferbox.platform import Platform, build
+
+ADMIN_PASSWORD = "password"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> Any:
+    """Poll until `predicate()` is truthy; returns its value, or fails the test after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+@dataclass
+class RunningServer:
+    """One control plane on a loopback port, with clients for the admin and for tenants."""
+
+    platform: Platform
+    base_url: str
+    _server: uvicorn.Server
+    _thread: threading.Thread
+
+    @property
+    def settings(self) -> Settings:
+        return self.platform.settings
+
+    def client(self, token: str | None = None, **kwargs: Any) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.base_url, headers=headers, timeout=30, **kwargs)
+
+    def admin_token(self) -> str:
+        with self.client() as c:
+            r = c.post("/api/admin/login", json={"username": "admin", "password": ADMIN_PASSWORD})
+            assert r.status_code == 200, r.text
+            return r.json()["token"]
+
+    def admin(self) -> httpx.Client:
+        return self.client(self.admin_token())
+
+    def tenant_token(self, tenant: str, *, create: bool = True, **kwargs: Any) -> str:
+        if create and not self.platform.tenants.exists(tenant):
+            self.platform.tenants.create(tenant)
+        return self.platform.tokens.issue_tenant(tenant, **kwargs)
+
+    def tenant(self, tenant: str) -> httpx.Client:
+        return self.client(self.tenant_token(tenant))
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=30)
+
+
+def start_server(settings: Settings) -> RunningServer:
+    platform = build(settings)
+    ensure_admin(platform.store, settings.admin_username, settings.admin_password)
+    app = create_app(platform)
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name=f"inferbox-test-{port}", daemon=True)
+    thread.start()
+    wait_for(lambda: server.started, timeout=20)
+    return RunningServer(platform, f"http://127.0.0.1:{port}", server, thread)
