@@ -53,7 +53,14 @@ def create_app(platform: Platform) -> FastAPI:
             allow_origins=list(platform.settings.cors_origins),
             allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
             allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-ID"],
-            expose_headers=["X-Request-ID", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset",
-                            "RateLimit", "RateLimit-Policy", "Retry-After"],
+            expose_headers=[
+                "X-Request-ID",
+                "X-RateLimit-Limit",
+                "X-RateLimit-Remaining",
+                "X-RateLimit-Reset",
+                "RateLimit",
+                "RateLimit-Policy",
+                "Retry-After",
+            ],
         )
     return app

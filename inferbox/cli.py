@@ -63,7 +63,13 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def cmd_tenant(args: argparse.Namespace) -> int:
-    from inferbox.control.tenants import RESERVED, TenantDirectory, TenantExists, TenantNotFound, label_problem
+    from inferbox.control.tenants import (
+        RESERVED,
+        TenantDirectory,
+        TenantExists,
+        TenantNotFound,
+        label_problem,
+    )
     from inferbox.store import Store
 
     settings = _settings()
@@ -117,7 +123,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"inferbox {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("serve", help="run the control plane (with the local runtime)").set_defaults(func=cmd_serve)
+    sub.add_parser("serve", help="run the control plane (with the local runtime)").set_defaults(
+        func=cmd_serve
+    )
 
     token = sub.add_parser("token", help="print a tenant JWT signed with the configured secret")
     token.add_argument("--tenant", required=True)

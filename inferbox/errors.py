@@ -106,7 +106,9 @@ def install(app: FastAPI) -> None:
         if exc.status_code == 404:
             err = ApiError(404, "Not found", f"No route for {request.method} {request.url.path}")
         elif exc.status_code == 405:
-            err = ApiError(405, "Method not allowed", f"{request.method} is not allowed on {request.url.path}")
+            err = ApiError(
+                405, "Method not allowed", f"{request.method} is not allowed on {request.url.path}"
+            )
         else:
             err = ApiError(exc.status_code, str(exc.detail), str(exc.detail))
         err.headers.update(exc.headers or {})

@@ -66,7 +66,9 @@ class Decision:
             "RateLimit-Policy": ", ".join(
                 f'"{s.quota.name}";q={s.quota.amount};w={s.quota.seconds}' for s in self.states
             ),
-            "RateLimit": ", ".join(f'"{s.quota.name}";r={s.remaining};t={s.reset_after}' for s in self.states),
+            "RateLimit": ", ".join(
+                f'"{s.quota.name}";r={s.remaining};t={s.reset_after}' for s in self.states
+            ),
         }
         if not self.allowed:
             headers["Retry-After"] = str(self.retry_after)

@@ -14,9 +14,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from support import ADMIN_PASSWORD, RunningServer, start_server  # noqa: E402
+from support import ADMIN_PASSWORD, RunningServer, start_server
 
-from inferbox.config import Settings  # noqa: E402
+from inferbox.config import Settings
 
 POSTGRES_URL = os.environ.get("INFERBOX_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("INFERBOX_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -82,7 +82,9 @@ def start_server(settings: Settings) -> RunningServer:
     ensure_admin(platform.store, settings.admin_username, settings.admin_password)
     app = create_app(platform)
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on")
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on"
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"inferbox-test-{port}", daemon=True)
     thread.start()

@@ -56,7 +56,9 @@ async def login(body: LoginRequest, request: Request, platform: PlatformDep) -> 
     for key, quotas in ((user_key, USER_LOCKOUT), (address_key, ADDRESS_LOCKOUT)):
         decision = await platform.limiter.test(key, quotas)
         if not decision.allowed:
-            platform.audit.record(actor, "auth.login", DENIED, target=body.username, details={"reason": "locked out"})
+            platform.audit.record(
+                actor, "auth.login", DENIED, target=body.username, details={"reason": "locked out"}
+            )
             raise ApiError(
                 429,
                 "Too many failed login attempts",

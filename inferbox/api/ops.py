@@ -26,7 +26,12 @@ async def health(platform: PlatformDep) -> JSONResponse:
             status_code=503,
         )
     return JSONResponse(
-        {"status": "healthy", "version": __version__, "store": platform.store.dialect, "runtime": platform.settings.runtime}
+        {
+            "status": "healthy",
+            "version": __version__,
+            "store": platform.store.dialect,
+            "runtime": platform.settings.runtime,
+        }
     )
 
 

@@ -33,7 +33,9 @@ class TenantCreate(BaseModel):
 @router.get("/api/admin/tenants", response_model=TenantList, summary="List tenants")
 def list_tenants(_admin: AdminDep, platform: PlatformDep) -> TenantList:
     return TenantList(
-        tenants=[TenantOut(name=t.name, status=t.status, created=iso(t.created)) for t in platform.tenants.list()]
+        tenants=[
+            TenantOut(name=t.name, status=t.status, created=iso(t.created)) for t in platform.tenants.list()
+        ]
     )
 
 
@@ -68,7 +70,9 @@ async def delete_tenant(
         raise not_found("Tenant", f"No tenant named '{name}'")
     count = platform.tenants.model_count(name)
     if count and not force:
-        platform.audit.record(actor, "tenant.delete", FAILURE, target=name, tenant=name, details={"models": count})
+        platform.audit.record(
+            actor, "tenant.delete", FAILURE, target=name, tenant=name, details={"models": count}
+        )
         raise conflict("Tenant still owns models", f"Tenant '{name}' owns {count} model(s); pass ?force=true")
     if platform.models is not None:
         await platform.models.delete_namespace(name, actor)

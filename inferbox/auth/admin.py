@@ -26,7 +26,10 @@ def ensure_admin(store: Store, username: str, password: str | None) -> str | Non
             if row is None:
                 session.add(
                     AdminCredential(
-                        username=username, password_hash=hash_password(password), created_at=now, updated_at=now
+                        username=username,
+                        password_hash=hash_password(password),
+                        created_at=now,
+                        updated_at=now,
                     )
                 )
             elif not verify_password(password, row.password_hash):

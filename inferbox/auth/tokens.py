@@ -54,9 +54,7 @@ class TokenService:
         return jwt.encode(payload, self._secret, algorithm="HS256"), exp
 
     def issue_admin(self, username: str, ttl: int | None = None) -> tuple[str, int]:
-        return self._sign(
-            {"sub": username, "tenant": "admin", "name": "Administrator", "isAdmin": True}, ttl
-        )
+        return self._sign({"sub": username, "tenant": "admin", "name": "Administrator", "isAdmin": True}, ttl)
 
     def issue_tenant(self, tenant: str, subject: str | None = None, ttl: int | None = None) -> str:
         token, _ = self._sign({"sub": subject or f"{tenant}-user", "tenant": tenant}, ttl)

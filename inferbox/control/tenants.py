@@ -41,7 +41,10 @@ def label_problem(name: str, *, max_length: int = 63) -> str | None:
     if len(name) > max_length:
         return f"must be at most {max_length} characters"
     if not DNS1123_LABEL.match(name):
-        return "must be a DNS-1123 label: lowercase letters, digits and '-', starting and ending with a letter or digit"
+        return (
+            "must be a DNS-1123 label: lowercase letters, digits and '-', "
+            "starting and ending with a letter or digit"
+        )
     return None
 
 

@@ -24,12 +24,16 @@ def test_health_is_503_when_the_store_is_gone(make_server) -> None:
     with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
         try:
-            url = POSTGRES_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{name}"
+            url = (
+                POSTGRES_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{name}"
+            )
             srv = make_server(url)
             with srv.client() as c:
                 assert c.get("/health").status_code == 200
                 admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-                admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+                )
                 r = c.get("/health")
             assert r.status_code == 503
             assert r.json()["error"] == "Store unavailable"

@@ -6,7 +6,6 @@ import secrets
 
 import pytest
 from conftest import REDIS_URL
-from support import RunningServer
 
 HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset", "ratelimit-policy", "ratelimit")
 
@@ -58,9 +57,20 @@ def test_budgets_are_per_principal(make_server) -> None:
 
 def test_two_servers_sharing_redis_share_one_budget(make_server) -> None:
     prefix = f"ibx-shared-{secrets.token_hex(4)}"
-    shared = {"rate_limit_burst": 1000, "rate_limit_requests": 10, "redis_url": REDIS_URL, "redis_prefix": prefix}
+    shared = {
+        "rate_limit_burst": 1000,
+        "rate_limit_requests": 10,
+        "redis_url": REDIS_URL,
+        "redis_prefix": prefix,
+    }
     first = make_server(**shared)
-    second = make_server(**{**shared, "jwt_secret": first.settings.jwt_secret, "database_url": first.settings.effective_database_url})
+    second = make_server(
+        **{
+            **shared,
+            "jwt_secret": first.settings.jwt_secret,
+            "database_url": first.settings.effective_database_url,
+        }
+    )
     token = first.tenant_token("tenant-a")
     codes = []
     with first.client(token) as c1, second.client(token) as c2:
@@ -72,5 +82,7 @@ def test_two_servers_sharing_redis_share_one_budget(make_server) -> None:
 def test_unauthenticated_callers_are_limited_by_address(make_server) -> None:
     srv = make_server(rate_limit_burst=3, rate_limit_requests=100)
     with srv.client() as c:
-        codes = [c.post("/api/admin/login", json={"username": "x", "password": "y"}).status_code for _ in range(4)]
+        codes = [
+            c.post("/api/admin/login", json={"username": "x", "password": "y"}).status_code for _ in range(4)
+        ]
     assert codes == [401, 401, 401, 429]
