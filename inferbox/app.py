@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from inferbox import __version__
-from inferbox.api import auth, ops, tenants
+from inferbox.api import auth, models, ops, tenants
 from inferbox.api.middleware import ApiGuard, RequestContext
 from inferbox.errors import install as install_error_handlers
 from inferbox.platform import Platform
@@ -26,9 +26,11 @@ def create_app(platform: Platform) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         platform.events.bind(asyncio.get_running_loop())
+        await platform.models.start()
         try:
             yield
         finally:
+            await platform.models.close()
             platform.store.close()
 
     app = FastAPI(
@@ -42,7 +44,7 @@ def create_app(platform: Platform) -> FastAPI:
     )
     app.state.platform = platform
     install_error_handlers(app)
-    for module in (ops, auth, tenants):
+    for module in (ops, auth, tenants, models):
         app.include_router(module.router)
     # Added last = outermost: CORS answers preflights before anything else runs.
     app.add_middleware(ApiGuard, platform=platform)

@@ -46,6 +46,7 @@ class Settings:
     gateway_url: str | None = None
     token_ttl_seconds: int = 3600
     scale_to_zero_seconds: float = 60.0
+    scale_down_delay_seconds: float = 30.0
     # Extra knobs for tests and operators; not in the spec.
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -129,6 +130,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
     runtime = (env.get("INFERBOX_RUNTIME") or "local").strip().lower()
     if runtime not in RUNTIMES:
         raise ConfigError(f"INFERBOX_RUNTIME must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    if runtime == "kubernetes":
+        raise ConfigError("INFERBOX_RUNTIME=kubernetes is not available in this version; use local")
     database_url = _url(env, "DATABASE_URL", ("sqlite", "postgresql", "postgresql+psycopg", "postgres"))
     if database_url and database_url.startswith(("postgres://", "postgresql://")):
         # psycopg 3 is the driver we ship; the bare scheme would ask SQLAlchemy for psycopg2.
@@ -169,6 +172,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         gateway_url=_url(env, "INFERBOX_GATEWAY_URL", ("http", "https")),
         token_ttl_seconds=_int(env, "INFERBOX_TOKEN_TTL_SECONDS", 3600, minimum=60),
         scale_to_zero_seconds=_float(env, "INFERBOX_SCALE_TO_ZERO_SECONDS", 60.0, minimum=1.0),
+        scale_down_delay_seconds=_float(env, "INFERBOX_SCALE_DOWN_DELAY_SECONDS", 30.0, minimum=0.0),
     )
 
 

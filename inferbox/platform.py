@@ -9,16 +9,18 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 from inferbox.auth.tokens import TokenService
 from inferbox.config import Settings
 from inferbox.control.audit import AuditLog
+from inferbox.control.models import ModelService
 from inferbox.control.tenants import TenantDirectory
 from inferbox.events import EventBus
 from inferbox.logs import RecentLines
 from inferbox.metrics import HttpMetrics
 from inferbox.ratelimit import Limiter
+from inferbox.runtime import Runtime
+from inferbox.runtime.local import LocalRuntime
 from inferbox.store import Store
 
 log = logging.getLogger("inferbox")
@@ -35,9 +37,9 @@ class Platform:
     tenants: TenantDirectory
     metrics: HttpMetrics
     recent_logs: RecentLines
+    runtime: Runtime
+    models: ModelService
     started_at: float = field(default_factory=time.time)
-    # Set once the models issue's service exists; tenant deletion asks it to stop a tenant's models.
-    models: Any = None
 
 
 def build(settings: Settings, recent_logs: RecentLines | None = None) -> Platform:
@@ -54,14 +56,24 @@ def build(settings: Settings, recent_logs: RecentLines | None = None) -> Platfor
         admin_username=settings.admin_username,
         ttl_seconds=settings.token_ttl_seconds,
     )
+    events = EventBus()
+    audit = AuditLog(store)
+    runtime = LocalRuntime(
+        settings.data_dir / "runtime",
+        events,
+        scale_to_zero_seconds=settings.scale_to_zero_seconds,
+        scale_down_delay_seconds=settings.scale_down_delay_seconds,
+    )
     return Platform(
         settings=settings,
         store=store,
         tokens=tokens,
         limiter=Limiter(settings.redis_url, prefix=settings.redis_prefix),
-        events=EventBus(),
-        audit=AuditLog(store),
+        events=events,
+        audit=audit,
         tenants=TenantDirectory(store),
         metrics=HttpMetrics(),
         recent_logs=recent_logs or RecentLines(),
+        runtime=runtime,
+        models=ModelService(store, runtime, events, audit),
     )

@@ -18,6 +18,8 @@ from support import ADMIN_PASSWORD, RunningServer, start_server
 
 from inferbox.config import Settings
 
+pytest_plugins = ["trained"]
+
 POSTGRES_URL = os.environ.get("INFERBOX_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("INFERBOX_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 

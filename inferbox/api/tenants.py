@@ -74,8 +74,7 @@ async def delete_tenant(
             actor, "tenant.delete", FAILURE, target=name, tenant=name, details={"models": count}
         )
         raise conflict("Tenant still owns models", f"Tenant '{name}' owns {count} model(s); pass ?force=true")
-    if platform.models is not None:
-        await platform.models.delete_namespace(name, actor)
+    await platform.models.delete_namespace(name, actor)
     try:
         platform.tenants.delete(name)
     except TenantNotFound:

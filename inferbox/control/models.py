@@ -1,0 +1,438 @@
+"""Models: the desired state in the store, handed to the runtime; status read back from it.
+
+Writes are atomic across the two: a create that the runtime refuses leaves no row, and an update the
+runtime refuses leaves the old spec running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from starlette.concurrency import run_in_threadpool
+
+from inferbox import events as ev
+from inferbox.control.audit import FAILURE, SUCCESS, Actor, AuditLog
+from inferbox.control.outbound import OutboundRefused, check_url
+from inferbox.control.tenants import label_problem
+from inferbox.errors import ApiError, bad_request, conflict, not_found
+from inferbox.events import EventBus
+from inferbox.runtime import ModelNotRunning, ModelSpec, ModelStatus, Runtime
+from inferbox.runtime.base import UNKNOWN
+from inferbox.server.frameworks import FRAMEWORKS, missing_extra
+from inferbox.storage import StorageError
+from inferbox.storage import validate as validate_storage
+from inferbox.store import Store
+from inferbox.store.tables import Model
+from inferbox.timefmt import iso, now
+
+log = logging.getLogger("inferbox.models")
+
+MAX_NAME = 45  # KServe's limit: the predictor's service name must stay a DNS label
+SCALE_METRICS = ("concurrency", "rps", "cpu", "memory")
+DEFAULTS = {"minReplicas": 1, "maxReplicas": 1, "scaleTarget": 10, "scaleMetric": "concurrency"}
+READY_WAIT_SECONDS = 30.0
+PREDICT_TIMEOUT_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The user-settable part of a model, validated."""
+
+    framework: str
+    storage_uri: str
+    min_replicas: int
+    max_replicas: int
+    scale_target: int
+    scale_metric: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "framework": self.framework,
+            "storageUri": self.storage_uri,
+            "minReplicas": self.min_replicas,
+            "maxReplicas": self.max_replicas,
+            "scaleTarget": self.scale_target,
+            "scaleMetric": self.scale_metric,
+        }
+
+
+def _int_field(body: dict[str, Any], field: str) -> int:
+    value = body[field]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise bad_request(f"Field '{field}' must be an integer")
+    return value
+
+
+def validate_config(body: dict[str, Any]) -> ModelConfig:
+    """Check a full set of model fields (after defaults and merges); 400 naming the field."""
+    for field in ("framework", "storageUri"):
+        if body.get(field) in (None, ""):
+            raise bad_request(f"Field '{field}' is required")
+        if not isinstance(body[field], str):
+            raise bad_request(f"Field '{field}' must be a string")
+    framework = body["framework"]
+    if framework not in FRAMEWORKS:
+        raise bad_request(f"Field 'framework' must be one of {', '.join(FRAMEWORKS)}; got '{framework}'")
+    extra = missing_extra(framework)
+    if extra:
+        raise bad_request(f"Field 'framework': {extra}")
+    min_r, max_r = _int_field(body, "minReplicas"), _int_field(body, "maxReplicas")
+    target = _int_field(body, "scaleTarget")
+    if min_r < 0:
+        raise bad_request("Field 'minReplicas' must be 0 or more")
+    if max_r < 1:
+        raise bad_request("Field 'maxReplicas' must be at least 1")
+    if min_r > max_r:
+        raise bad_request("Field 'minReplicas' must not exceed 'maxReplicas'")
+    if target <= 0:
+        raise bad_request("Field 'scaleTarget' must be greater than 0")
+    metric = body["scaleMetric"]
+    if metric not in SCALE_METRICS:
+        raise bad_request(f"Field 'scaleMetric' must be one of {', '.join(SCALE_METRICS)}")
+    try:
+        validate_storage(body["storageUri"])
+    except StorageError as exc:
+        message = str(exc).removeprefix("storageUri").lstrip(":").strip()
+        raise bad_request(f"Field 'storageUri': {message}") from None
+    return ModelConfig(framework, body["storageUri"], min_r, max_r, target, metric)
+
+
+def _spec(row: Model) -> ModelSpec:
+    return ModelSpec(
+        namespace=row.namespace,
+        name=row.name,
+        framework=row.framework,
+        storage_uri=row.storage_uri,
+        min_replicas=row.min_replicas,
+        max_replicas=row.max_replicas,
+        scale_target=row.scale_target,
+        scale_metric=row.scale_metric,
+        generation=row.generation,
+        port=row.port,
+    )
+
+
+def _conditions(status: ModelStatus) -> list[dict[str, Any]]:
+    return [
+        {
+            "type": c.type,
+            "status": c.status,
+            "reason": c.reason,
+            "message": c.message,
+            "lastTransitionTime": iso(c.last_transition_time),
+        }
+        for c in status.conditions
+    ]
+
+
+class ModelService:
+    def __init__(self, store: Store, runtime: Runtime, events: EventBus, audit: AuditLog) -> None:
+        self.store = store
+        self.runtime = runtime
+        self.events = events
+        self.audit = audit
+        self._http: httpx.AsyncClient | None = None
+        # One create/update/delete at a time per model, so that store and runtime never disagree.
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Bring every stored model back to its desired replicas."""
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(PREDICT_TIMEOUT_SECONDS, connect=5.0),
+            limits=httpx.Limits(max_connections=512, max_keepalive_connections=128),
+        )
+        rows = await run_in_threadpool(self._all_rows)
+        await self.runtime.start([_spec(r) for r in rows])
+        await run_in_threadpool(self._remember_ports, rows)
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+        await self.runtime.close()
+
+    def _all_rows(self) -> list[Model]:
+        with self.store.session() as session:
+            return list(session.scalars(select(Model).order_by(Model.namespace, Model.name)))
+
+    def _remember_ports(self, rows: list[Model]) -> None:
+        """Store the port the runtime chose, so that the model's URL survives restarts."""
+        changed = []
+        for row in rows:
+            status = self.runtime.status(row.namespace, row.name)
+            if status is not None and status.port is not None and status.port != row.port:
+                changed.append((row.id, status.port))
+        if changed:
+            with self.store.session() as session:
+                for row_id, port in changed:
+                    row = session.get(Model, row_id)
+                    if row is not None:
+                        row.port = port
+
+    def _lock(self, namespace: str, name: str) -> asyncio.Lock:
+        return self._locks.setdefault((namespace, name), asyncio.Lock())
+
+    # -- reading ---------------------------------------------------------------------------------
+    def view(self, row: Model) -> dict[str, Any]:
+        status = self.runtime.status(row.namespace, row.name)
+        if status is None:
+            status = ModelStatus(UNKNOWN, False, None, row.min_replicas, 0, 0)
+        phase = status.phase
+        return {
+            "name": row.name,
+            "namespace": row.namespace,
+            "status": phase,
+            "ready": status.ready,
+            "url": status.url,
+            "predictor": {"framework": row.framework, "storageUri": row.storage_uri},
+            "minReplicas": row.min_replicas,
+            "maxReplicas": row.max_replicas,
+            "scaleTarget": row.scale_target,
+            "scaleMetric": row.scale_metric,
+            "createdAt": iso(row.created_at),
+            "updatedAt": iso(row.updated_at),
+            "statusDetails": {
+                "ready": status.ready,
+                "phase": phase,
+                "replicas": {"desired": status.desired, "ready": status.ready_replicas, "total": status.total},
+                "restarts": status.restarts,
+                "reason": status.reason,
+                "message": status.message,
+                "conditions": _conditions(status),
+            },
+        }
+
+    def list(self, namespace: str | None) -> list[dict[str, Any]]:
+        stmt = select(Model).order_by(Model.namespace, Model.name)
+        if namespace is not None:
+            stmt = stmt.where(Model.namespace == namespace)
+        with self.store.session() as session:
+            rows = list(session.scalars(stmt))
+        return [self.view(r) for r in rows]
+
+    def find(self, namespace: str | None, name: str) -> Model:
+        """The model `name` in `namespace` (None: in any namespace, for admins); 404 otherwise."""
+        stmt = select(Model).where(Model.name == name)
+        if namespace is not None:
+            stmt = stmt.where(Model.namespace == namespace)
+        with self.store.session() as session:
+            rows = list(session.scalars(stmt))
+        if not rows:
+            raise not_found("Model", f"No model named '{name}'" + (f" in '{namespace}'" if namespace else ""))
+        if len(rows) > 1:
+            spaces = ", ".join(sorted(r.namespace for r in rows))
+            raise bad_request(f"Model '{name}' exists in several namespaces ({spaces}); pass ?namespace=")
+        return rows[0]
+
+    # -- writing ---------------------------------------------------------------------------------
+    async def create(self, namespace: str, body: dict[str, Any], actor: Actor) -> dict[str, Any]:
+        name = body.get("name")
+        if name in (None, ""):
+            raise bad_request("Field 'name' is required")
+        if not isinstance(name, str):
+            raise bad_request("Field 'name' must be a string")
+        problem = label_problem(name, max_length=MAX_NAME)
+        if problem:
+            raise bad_request(f"Field 'name' {problem}")
+        merged = {**DEFAULTS, **{k: v for k, v in body.items() if k in (*DEFAULTS, "framework", "storageUri")}}
+        for key in DEFAULTS:
+            if merged[key] is None:
+                merged[key] = DEFAULTS[key]
+        config = validate_config(merged)
+        async with self._lock(namespace, name):
+            stamp = now()
+            row = Model(
+                namespace=namespace,
+                name=name,
+                framework=config.framework,
+                storage_uri=config.storage_uri,
+                min_replicas=config.min_replicas,
+                max_replicas=config.max_replicas,
+                scale_target=config.scale_target,
+                scale_metric=config.scale_metric,
+                generation=1,
+                port=None,
+                created_at=stamp,
+                updated_at=stamp,
+            )
+            try:
+                row = await run_in_threadpool(self._insert, row)
+            except IntegrityError:
+                self.audit.record(actor, "model.create", FAILURE, target=name, tenant=namespace,
+                                  details={"reason": "exists"})
+                raise conflict("Model already exists", f"A model named '{name}' exists in '{namespace}'") from None
+            try:
+                status = await self.runtime.apply(_spec(row))
+            except ValueError as exc:
+                await run_in_threadpool(self._delete_row, row.id)
+                self.audit.record(actor, "model.create", FAILURE, target=name, tenant=namespace,
+                                  details={"reason": str(exc)})
+                raise bad_request(str(exc)) from None
+            except Exception as exc:
+                log.exception("runtime failed to create %s/%s", namespace, name)
+                await self._undo_create(row)
+                self.audit.record(actor, "model.create", FAILURE, target=name, tenant=namespace,
+                                  details={"reason": type(exc).__name__})
+                raise ApiError(500, "Failed to create model", f"Runtime error: {exc}") from None
+            if status.port is not None:
+                await run_in_threadpool(self._set_port, row.id, status.port)
+        self.audit.record(actor, "model.create", SUCCESS, target=name, tenant=namespace,
+                          details=config.to_json())
+        self.events.publish(ev.MODEL_CREATED, namespace, name, {"config": config.to_json()})
+        return {"message": "Model created successfully", "name": name, "namespace": namespace,
+                "config": config.to_json()}
+
+    async def _undo_create(self, row: Model) -> None:
+        try:
+            await self.runtime.delete(row.namespace, row.name)
+        finally:
+            await run_in_threadpool(self._delete_row, row.id)
+
+    def _insert(self, row: Model) -> Model:
+        with self.store.session() as session:
+            session.add(row)
+        return row
+
+    def _delete_row(self, row_id: int) -> None:
+        with self.store.session() as session:
+            row = session.get(Model, row_id)
+            if row is not None:
+                session.delete(row)
+
+    def _set_port(self, row_id: int, port: int) -> None:
+        with self.store.session() as session:
+            row = session.get(Model, row_id)
+            if row is not None:
+                row.port = port
+
+    async def update(self, row: Model, patch: dict[str, Any], actor: Actor) -> dict[str, Any]:
+        allowed = ("framework", "storageUri", *DEFAULTS)
+        unknown = sorted(set(patch) - set(allowed) - {"name", "namespace"})
+        if unknown:
+            raise bad_request(f"Field '{unknown[0]}' cannot be updated (updatable: {', '.join(allowed)})")
+        if "name" in patch and patch["name"] != row.name:
+            raise bad_request("Field 'name' cannot be changed")
+        current = ModelConfig(row.framework, row.storage_uri, row.min_replicas, row.max_replicas,
+                              row.scale_target, row.scale_metric).to_json()
+        merged = {**current, **{k: v for k, v in patch.items() if k in allowed and v is not None}}
+        config = validate_config(merged)
+        rolled = config.framework != row.framework or config.storage_uri != row.storage_uri
+        async with self._lock(row.namespace, row.name):
+            old_spec = _spec(row)
+            new_row = await run_in_threadpool(self._apply_update, row.id, config, rolled)
+            if new_row is None:
+                raise not_found("Model", f"No model named '{row.name}'")
+            try:
+                await self.runtime.apply(_spec(new_row))
+            except Exception as exc:
+                await run_in_threadpool(self._restore, old_spec, row.updated_at)
+                self.audit.record(actor, "model.update", FAILURE, target=row.name, tenant=row.namespace,
+                                  details={"reason": str(exc)})
+                if isinstance(exc, ValueError):
+                    raise bad_request(str(exc)) from None
+                raise ApiError(500, "Failed to update model", f"Runtime error: {exc}") from None
+        self.audit.record(actor, "model.update", SUCCESS, target=row.name, tenant=row.namespace,
+                          details={"changes": {k: v for k, v in patch.items() if k in allowed}})
+        return {"message": "Model updated successfully", "name": row.name, "namespace": row.namespace,
+                "config": config.to_json(), "model": self.view(new_row)}
+
+    def _apply_update(self, row_id: int, config: ModelConfig, rolled: bool) -> Model | None:
+        with self.store.session() as session:
+            row = session.get(Model, row_id)
+            if row is None:
+                return None
+            row.framework, row.storage_uri = config.framework, config.storage_uri
+            row.min_replicas, row.max_replicas = config.min_replicas, config.max_replicas
+            row.scale_target, row.scale_metric = config.scale_target, config.scale_metric
+            if rolled:
+                row.generation += 1
+            row.updated_at = now()
+            return row
+
+    def _restore(self, spec: ModelSpec, updated_at: datetime) -> None:
+        with self.store.session() as session:
+            row = session.scalar(select(Model).where(Model.namespace == spec.namespace, Model.name == spec.name))
+            if row is None:
+                return
+            row.framework, row.storage_uri = spec.framework, spec.storage_uri
+            row.min_replicas, row.max_replicas = spec.min_replicas, spec.max_replicas
+            row.scale_target, row.scale_metric = spec.scale_target, spec.scale_metric
+            row.generation, row.updated_at = spec.generation, updated_at
+
+    async def delete(self, row: Model, actor: Actor) -> None:
+        async with self._lock(row.namespace, row.name):
+            # Stop serving first: the publication and its keys go with the row (cascade).
+            await run_in_threadpool(self._delete_row, row.id)
+            await self.runtime.delete(row.namespace, row.name)
+        self._locks.pop((row.namespace, row.name), None)
+        self.audit.record(actor, "model.delete", SUCCESS, target=row.name, tenant=row.namespace)
+        self.events.publish(ev.MODEL_DELETED, row.namespace, row.name, {})
+
+    async def delete_namespace(self, namespace: str, actor: Actor) -> None:
+        with self.store.session() as session:
+            rows = list(session.scalars(select(Model).where(Model.namespace == namespace)))
+        for row in rows:
+            await self.delete(row, actor)
+
+    # -- calling ---------------------------------------------------------------------------------
+    async def predict(self, row: Model, input_data: Any) -> tuple[int, bytes]:
+        """Send `input_data` to a replica, as V1 or V2 by its shape; the model's answer comes back as is."""
+        path = self._predict_path(row.name, input_data)
+        assert self._http is not None
+        for attempt in range(2):
+            try:
+                async with self.runtime.connect(row.namespace, row.name, READY_WAIT_SECONDS) as base_url:
+                    response = await self._http.post(base_url + path, json=input_data)
+                    return response.status_code, response.content
+            except ModelNotRunning as exc:
+                raise ApiError(503, "Model not ready", str(exc),
+                               headers={"Retry-After": str(exc.retry_after)}) from None
+            except httpx.TimeoutException:
+                raise ApiError(504, "Model timed out",
+                               f"No answer from '{row.name}' within {PREDICT_TIMEOUT_SECONDS:g}s") from None
+            except httpx.TransportError as exc:
+                # A replica that died between being picked and answering: try another one once.
+                if attempt == 0:
+                    continue
+                raise ApiError(503, "Model not ready", f"Replica unavailable: {type(exc).__name__}",
+                               headers={"Retry-After": "1"}) from None
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _predict_path(name: str, input_data: Any) -> str:
+        if not isinstance(input_data, dict):
+            raise bad_request("Field 'inputData' must be an object with 'instances' (V1) or 'inputs' (V2)")
+        inputs = input_data.get("inputs")
+        is_v2 = isinstance(inputs, list) and bool(inputs) and all(
+            isinstance(t, dict) and "datatype" in t for t in inputs
+        )
+        if is_v2:
+            return f"/v2/models/{name}/infer"
+        if "instances" not in input_data and "inputs" not in input_data:
+            raise bad_request("Field 'inputData' must hold 'instances' (V1) or 'inputs' (V2)")
+        return f"/v1/models/{name}:predict"
+
+    async def predict_custom(self, url: str, input_data: Any, headers: dict[str, str]) -> tuple[int, bytes]:
+        """Admin-only: call a URL the admin gave, after refusing link-local and metadata addresses."""
+        try:
+            await run_in_threadpool(check_url, url)
+        except OutboundRefused as exc:
+            raise bad_request(f"Field 'connectionSettings.url': {exc}") from None
+        assert self._http is not None
+        try:
+            response = await self._http.post(url, json=input_data, headers=headers, follow_redirects=False)
+        except httpx.TimeoutException:
+            raise ApiError(504, "Model timed out", f"No answer from {url}") from None
+        except httpx.TransportError as exc:
+            raise ApiError(502, "Custom endpoint unreachable", type(exc).__name__) from None
+        return response.status_code, response.content
+
+    async def logs(self, row: Model, lines: int) -> list[str]:
+        return await self.runtime.logs(row.namespace, row.name, lines)

@@ -1,0 +1,46 @@
+"""Outbound calls to URLs a user chose (predict's custom connection): only http(s), and never to
+link-local or cloud-metadata addresses, whatever the name resolves to."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from urllib.parse import urlsplit
+
+METADATA_HOSTS = frozenset({"metadata.google.internal", "metadata", "metadata.azure.internal", "instance-data"})
+METADATA_ADDRESSES = frozenset(
+    ipaddress.ip_address(a) for a in ("169.254.169.254", "169.254.170.2", "fd00:ec2::254", "100.100.100.200")
+)
+
+
+class OutboundRefused(ValueError):
+    """The URL may not be called; the message says why."""
+
+
+def check_url(url: str) -> str:
+    """Return the URL when it may be called, else raise OutboundRefused."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise OutboundRefused("only http and https URLs may be called")
+    host = parts.hostname
+    if not host:
+        raise OutboundRefused("the URL has no host")
+    if parts.username or parts.password:
+        raise OutboundRefused("URLs with credentials are not allowed")
+    if host.lower().rstrip(".") in METADATA_HOSTS:
+        raise OutboundRefused(f"{host} is a cloud metadata service")
+    try:
+        infos = socket.getaddrinfo(host, parts.port or (443 if parts.scheme == "https" else 80))
+    except socket.gaierror:
+        raise OutboundRefused(f"{host} does not resolve") from None
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+            address = address.ipv4_mapped
+        if address in METADATA_ADDRESSES:
+            raise OutboundRefused(f"{host} resolves to a cloud metadata address")
+        if address.is_link_local:
+            raise OutboundRefused(f"{host} resolves to a link-local address")
+        if address.is_multicast or address.is_unspecified:
+            raise OutboundRefused(f"{host} resolves to an address that cannot be called")
+    return url
