@@ -55,7 +55,13 @@ def lightgbm_dir(tmp_path_factory: pytest.TempPathFactory, iris: Iris) -> Path:
     import lightgbm
 
     directory = tmp_path_factory.mktemp("lightgbm")
-    params = {"objective": "multiclass", "num_class": 3, "num_threads": 1, "verbose": -1, "min_data_in_leaf": 5}
+    params = {
+        "objective": "multiclass",
+        "num_class": 3,
+        "num_threads": 1,
+        "verbose": -1,
+        "min_data_in_leaf": 5,
+    }
     booster = lightgbm.train(params, lightgbm.Dataset(iris.X, label=iris.y), num_boost_round=10)
     booster.save_model(str(directory / "model.txt"))
     return directory

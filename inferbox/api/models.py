@@ -26,7 +26,9 @@ class ModelCreate(BaseModel):
 
     name: str | None = Field(None, description="DNS-1123 label, at most 45 characters")
     framework: str | None = Field(None, description="sklearn, xgboost, lightgbm, onnx, pytorch, huggingface")
-    storageUri: str | None = Field(None, description="file:///path, /abs/path, or s3:// gs:// https:// hf:// …")
+    storageUri: str | None = Field(
+        None, description="file:///path, /abs/path, or s3:// gs:// https:// hf:// …"
+    )
     minReplicas: int | None = None
     maxReplicas: int | None = None
     scaleTarget: int | None = None
@@ -52,7 +54,9 @@ class ConnectionSettings(BaseModel):
 
 
 class PredictRequest(BaseModel):
-    inputData: Any = Field(..., description="a KServe V1 body ({instances}) or a V2 body ({inputs: [tensors]})")
+    inputData: Any = Field(
+        ..., description="a KServe V1 body ({instances}) or a V2 body ({inputs: [tensors]})"
+    )
     connectionSettings: ConnectionSettings | None = None
 
 

@@ -201,7 +201,11 @@ class ModelService:
             "statusDetails": {
                 "ready": status.ready,
                 "phase": phase,
-                "replicas": {"desired": status.desired, "ready": status.ready_replicas, "total": status.total},
+                "replicas": {
+                    "desired": status.desired,
+                    "ready": status.ready_replicas,
+                    "total": status.total,
+                },
                 "restarts": status.restarts,
                 "reason": status.reason,
                 "message": status.message,
@@ -241,7 +245,10 @@ class ModelService:
         problem = label_problem(name, max_length=MAX_NAME)
         if problem:
             raise bad_request(f"Field 'name' {problem}")
-        merged = {**DEFAULTS, **{k: v for k, v in body.items() if k in (*DEFAULTS, "framework", "storageUri")}}
+        merged = {
+            **DEFAULTS,
+            **{k: v for k, v in body.items() if k in (*DEFAULTS, "framework", "storageUri")},
+        }
         for key in DEFAULTS:
             if merged[key] is None:
                 merged[key] = DEFAULTS[key]
@@ -265,29 +272,54 @@ class ModelService:
             try:
                 row = await run_in_threadpool(self._insert, row)
             except IntegrityError:
-                self.audit.record(actor, "model.create", FAILURE, target=name, tenant=namespace,
-                                  details={"reason": "exists"})
-                raise conflict("Model already exists", f"A model named '{name}' exists in '{namespace}'") from None
+                self.audit.record(
+                    actor,
+                    "model.create",
+                    FAILURE,
+                    target=name,
+                    tenant=namespace,
+                    details={"reason": "exists"},
+                )
+                raise conflict(
+                    "Model already exists", f"A model named '{name}' exists in '{namespace}'"
+                ) from None
             try:
                 status = await self.runtime.apply(_spec(row))
             except ValueError as exc:
                 await run_in_threadpool(self._delete_row, row.id)
-                self.audit.record(actor, "model.create", FAILURE, target=name, tenant=namespace,
-                                  details={"reason": str(exc)})
+                self.audit.record(
+                    actor,
+                    "model.create",
+                    FAILURE,
+                    target=name,
+                    tenant=namespace,
+                    details={"reason": str(exc)},
+                )
                 raise bad_request(str(exc)) from None
             except Exception as exc:
                 log.exception("runtime failed to create %s/%s", namespace, name)
                 await self._undo_create(row)
-                self.audit.record(actor, "model.create", FAILURE, target=name, tenant=namespace,
-                                  details={"reason": type(exc).__name__})
+                self.audit.record(
+                    actor,
+                    "model.create",
+                    FAILURE,
+                    target=name,
+                    tenant=namespace,
+                    details={"reason": type(exc).__name__},
+                )
                 raise ApiError(500, "Failed to create model", f"Runtime error: {exc}") from None
             if status.port is not None:
                 await run_in_threadpool(self._set_port, row.id, status.port)
-        self.audit.record(actor, "model.create", SUCCESS, target=name, tenant=namespace,
-                          details=config.to_json())
+        self.audit.record(
+            actor, "model.create", SUCCESS, target=name, tenant=namespace, details=config.to_json()
+        )
         self.events.publish(ev.MODEL_CREATED, namespace, name, {"config": config.to_json()})
-        return {"message": "Model created successfully", "name": name, "namespace": namespace,
-                "config": config.to_json()}
+        return {
+            "message": "Model created successfully",
+            "name": name,
+            "namespace": namespace,
+            "config": config.to_json(),
+        }
 
     async def _undo_create(self, row: Model) -> None:
         try:
@@ -319,8 +351,14 @@ class ModelService:
             raise bad_request(f"Field '{unknown[0]}' cannot be updated (updatable: {', '.join(allowed)})")
         if "name" in patch and patch["name"] != row.name:
             raise bad_request("Field 'name' cannot be changed")
-        current = ModelConfig(row.framework, row.storage_uri, row.min_replicas, row.max_replicas,
-                              row.scale_target, row.scale_metric).to_json()
+        current = ModelConfig(
+            row.framework,
+            row.storage_uri,
+            row.min_replicas,
+            row.max_replicas,
+            row.scale_target,
+            row.scale_metric,
+        ).to_json()
         merged = {**current, **{k: v for k, v in patch.items() if k in allowed and v is not None}}
         config = validate_config(merged)
         rolled = config.framework != row.framework or config.storage_uri != row.storage_uri
@@ -333,15 +371,32 @@ class ModelService:
                 await self.runtime.apply(_spec(new_row))
             except Exception as exc:
                 await run_in_threadpool(self._restore, old_spec, row.updated_at)
-                self.audit.record(actor, "model.update", FAILURE, target=row.name, tenant=row.namespace,
-                                  details={"reason": str(exc)})
+                self.audit.record(
+                    actor,
+                    "model.update",
+                    FAILURE,
+                    target=row.name,
+                    tenant=row.namespace,
+                    details={"reason": str(exc)},
+                )
                 if isinstance(exc, ValueError):
                     raise bad_request(str(exc)) from None
                 raise ApiError(500, "Failed to update model", f"Runtime error: {exc}") from None
-        self.audit.record(actor, "model.update", SUCCESS, target=row.name, tenant=row.namespace,
-                          details={"changes": {k: v for k, v in patch.items() if k in allowed}})
-        return {"message": "Model updated successfully", "name": row.name, "namespace": row.namespace,
-                "config": config.to_json(), "model": self.view(new_row)}
+        self.audit.record(
+            actor,
+            "model.update",
+            SUCCESS,
+            target=row.name,
+            tenant=row.namespace,
+            details={"changes": {k: v for k, v in patch.items() if k in allowed}},
+        )
+        return {
+            "message": "Model updated successfully",
+            "name": row.name,
+            "namespace": row.namespace,
+            "config": config.to_json(),
+            "model": self.view(new_row),
+        }
 
     def _apply_update(self, row_id: int, config: ModelConfig, rolled: bool) -> Model | None:
         with self.store.session() as session:
@@ -358,7 +413,9 @@ class ModelService:
 
     def _restore(self, spec: ModelSpec, updated_at: datetime) -> None:
         with self.store.session() as session:
-            row = session.scalar(select(Model).where(Model.namespace == spec.namespace, Model.name == spec.name))
+            row = session.scalar(
+                select(Model).where(Model.namespace == spec.namespace, Model.name == spec.name)
+            )
             if row is None:
                 return
             row.framework, row.storage_uri = spec.framework, spec.storage_uri
@@ -392,17 +449,23 @@ class ModelService:
                     response = await self._http.post(base_url + path, json=input_data)
                     return response.status_code, response.content
             except ModelNotRunning as exc:
-                raise ApiError(503, "Model not ready", str(exc),
-                               headers={"Retry-After": str(exc.retry_after)}) from None
+                raise ApiError(
+                    503, "Model not ready", str(exc), headers={"Retry-After": str(exc.retry_after)}
+                ) from None
             except httpx.TimeoutException:
-                raise ApiError(504, "Model timed out",
-                               f"No answer from '{row.name}' within {PREDICT_TIMEOUT_SECONDS:g}s") from None
+                raise ApiError(
+                    504, "Model timed out", f"No answer from '{row.name}' within {PREDICT_TIMEOUT_SECONDS:g}s"
+                ) from None
             except httpx.TransportError as exc:
                 # A replica that died between being picked and answering: try another one once.
                 if attempt == 0:
                     continue
-                raise ApiError(503, "Model not ready", f"Replica unavailable: {type(exc).__name__}",
-                               headers={"Retry-After": "1"}) from None
+                raise ApiError(
+                    503,
+                    "Model not ready",
+                    f"Replica unavailable: {type(exc).__name__}",
+                    headers={"Retry-After": "1"},
+                ) from None
         raise AssertionError("unreachable")
 
     @staticmethod
@@ -410,8 +473,10 @@ class ModelService:
         if not isinstance(input_data, dict):
             raise bad_request("Field 'inputData' must be an object with 'instances' (V1) or 'inputs' (V2)")
         inputs = input_data.get("inputs")
-        is_v2 = isinstance(inputs, list) and bool(inputs) and all(
-            isinstance(t, dict) and "datatype" in t for t in inputs
+        is_v2 = (
+            isinstance(inputs, list)
+            and bool(inputs)
+            and all(isinstance(t, dict) and "datatype" in t for t in inputs)
         )
         if is_v2:
             return f"/v2/models/{name}/infer"

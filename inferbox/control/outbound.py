@@ -7,7 +7,9 @@ import ipaddress
 import socket
 from urllib.parse import urlsplit
 
-METADATA_HOSTS = frozenset({"metadata.google.internal", "metadata", "metadata.azure.internal", "instance-data"})
+METADATA_HOSTS = frozenset(
+    {"metadata.google.internal", "metadata", "metadata.azure.internal", "instance-data"}
+)
 METADATA_ADDRESSES = frozenset(
     ipaddress.ip_address(a) for a in ("169.254.169.254", "169.254.170.2", "fd00:ec2::254", "100.100.100.200")
 )

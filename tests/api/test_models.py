@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from support import RunningServer, wait_for
+from support import wait_for
 from trained import Iris
 
 ROWS = slice(0, 150, 7)  # a spread of rows from all three classes
