@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from inferbox import __version__
-from inferbox.api import auth, models, ops, tenants
+from inferbox.api import admin, auth, events, models, ops, publishing, tenants
 from inferbox.api.middleware import ApiGuard, RequestContext
 from inferbox.errors import install as install_error_handlers
 from inferbox.platform import Platform
@@ -27,9 +27,11 @@ def create_app(platform: Platform) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         platform.events.bind(asyncio.get_running_loop())
         await platform.models.start()
+        await platform.gateway.start()
         try:
             yield
         finally:
+            await platform.gateway.stop()
             await platform.models.close()
             platform.store.close()
 
@@ -44,7 +46,7 @@ def create_app(platform: Platform) -> FastAPI:
     )
     app.state.platform = platform
     install_error_handlers(app)
-    for module in (ops, auth, tenants, models):
+    for module in (ops, auth, tenants, models, publishing, admin, events):
         app.include_router(module.router)
     # Added last = outermost: CORS answers preflights before anything else runs.
     app.add_middleware(ApiGuard, platform=platform)

@@ -48,6 +48,58 @@ def cmd_serve(_args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gateway(_args: argparse.Namespace) -> int:
+    """A gateway alone: serves published models from the shared store; several may run, sharing
+    rate limits through Redis (REDIS_URL)."""
+    import asyncio
+    import signal
+
+    from inferbox import logs
+    from inferbox.auth.tokens import TokenService
+    from inferbox.control.tenants import TenantDirectory
+    from inferbox.gateway.service import GatewayService
+    from inferbox.gateway.upstream import DirectUpstream
+    from inferbox.ratelimit import Limiter
+    from inferbox.store import Store
+
+    settings = _settings()
+    logs.setup(settings.log_level, settings.log_json)
+    store = Store(settings.effective_database_url)
+    store.migrate()
+    tokens = TokenService(
+        settings.jwt_secret or "",
+        issuer=settings.token_issuer,
+        verify_issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        jwks_url=settings.jwt_jwks_url,
+        admin_username=settings.admin_username,
+    )
+
+    async def run() -> None:
+        service = GatewayService(
+            store,
+            Limiter(settings.redis_url, prefix=settings.redis_prefix),
+            tokens,
+            TenantDirectory(store).exists,
+            DirectUpstream(),
+            host=settings.host,
+            port=settings.gateway_port,
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await service.start()
+        try:
+            await stop.wait()
+        finally:
+            await service.stop()
+            store.close()
+
+    asyncio.run(run())
+    return 0
+
+
 def cmd_token(args: argparse.Namespace) -> int:
     from inferbox.auth.tokens import TokenService
 
@@ -125,6 +177,10 @@ def parser() -> argparse.ArgumentParser:
 
     sub.add_parser("serve", help="run the control plane (with the local runtime)").set_defaults(
         func=cmd_serve
+    )
+
+    sub.add_parser("gateway", help="run a gateway alone (published models only)").set_defaults(
+        func=cmd_gateway
     )
 
     token = sub.add_parser("token", help="print a tenant JWT signed with the configured secret")

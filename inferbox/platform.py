@@ -14,8 +14,11 @@ from inferbox.auth.tokens import TokenService
 from inferbox.config import Settings
 from inferbox.control.audit import AuditLog
 from inferbox.control.models import ModelService
+from inferbox.control.publishing import PublishingService
 from inferbox.control.tenants import TenantDirectory
 from inferbox.events import EventBus
+from inferbox.gateway.service import GatewayService
+from inferbox.gateway.upstream import RuntimeUpstream
 from inferbox.logs import RecentLines
 from inferbox.metrics import HttpMetrics
 from inferbox.ratelimit import Limiter
@@ -39,6 +42,8 @@ class Platform:
     recent_logs: RecentLines
     runtime: Runtime
     models: ModelService
+    publishing: PublishingService
+    gateway: GatewayService
     started_at: float = field(default_factory=time.time)
 
 
@@ -64,16 +69,34 @@ def build(settings: Settings, recent_logs: RecentLines | None = None) -> Platfor
         scale_to_zero_seconds=settings.scale_to_zero_seconds,
         scale_down_delay_seconds=settings.scale_down_delay_seconds,
     )
+    tenants = TenantDirectory(store)
+    limiter = Limiter(settings.redis_url, prefix=settings.redis_prefix)
+    publishing = PublishingService(store, events, audit, tenants, settings.public_gateway_url)
+    gateway = GatewayService(
+        store,
+        limiter,
+        tokens,
+        tenants.exists,
+        RuntimeUpstream(runtime),
+        host=settings.host,
+        port=settings.gateway_port,
+    )
+    # The gateway in this process sees every change at once, not at its next reload.
+    publishing.listeners.append(gateway.routes.reload)
+    models = ModelService(store, runtime, events, audit)
+    models.before_delete.append(publishing.unpublish_deleted_model)
     return Platform(
         settings=settings,
         store=store,
         tokens=tokens,
-        limiter=Limiter(settings.redis_url, prefix=settings.redis_prefix),
+        limiter=limiter,
         events=events,
         audit=audit,
-        tenants=TenantDirectory(store),
+        tenants=tenants,
         metrics=HttpMetrics(),
         recent_logs=recent_logs or RecentLines(),
         runtime=runtime,
-        models=ModelService(store, runtime, events, audit),
+        models=models,
+        publishing=publishing,
+        gateway=gateway,
     )

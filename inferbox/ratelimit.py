@@ -17,6 +17,15 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 
 
+class _WindowItem(RateLimitItemPerSecond):
+    """A limit whose storage key names its window but not its amount: lowering or raising a limit keeps
+    the requests already counted in the window (limits' own key would start a new, empty one)."""
+
+    def key_for(self, *identifiers: bytes | str | int | float) -> str:
+        parts = [str(k) for k in identifiers]
+        return f"{self.namespace}/{'/'.join(parts)}/{self.multiples}s"
+
+
 @dataclass(frozen=True)
 class Quota:
     """`amount` per `seconds`, with a name for headers and refusal messages."""
@@ -27,7 +36,7 @@ class Quota:
 
     @property
     def item(self) -> RateLimitItem:
-        return RateLimitItemPerSecond(self.amount, self.seconds)
+        return _WindowItem(self.amount, self.seconds)
 
     def describe(self) -> str:
         unit = {1: "second", 60: "minute", 3600: "hour", 86400: "day"}.get(self.seconds)

@@ -14,7 +14,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from support import ADMIN_PASSWORD, RunningServer, start_server
+from support import ADMIN_PASSWORD, RunningServer, free_port, start_server
 
 from inferbox.config import Settings
 
@@ -67,6 +67,8 @@ def settings_for(tmp_path: Path, database_url: str | None = None, **overrides: A
         rate_limit_requests=100_000,
         rate_limit_burst=10_000,
         redis_prefix=f"ibx-test-{secrets.token_hex(4)}",
+        host="127.0.0.1",
+        gateway_port=free_port(),
     )
     return base.with_(**overrides)
 

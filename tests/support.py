@@ -72,6 +72,10 @@ class RunningServer:
     def tenant(self, tenant: str) -> httpx.Client:
         return self.client(self.tenant_token(tenant))
 
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.gateway_port}"
+
     def stop(self) -> None:
         self._server.should_exit = True
         self._thread.join(timeout=30)
@@ -90,3 +94,40 @@ def start_server(settings: Settings) -> RunningServer:
     thread.start()
     wait_for(lambda: server.started, timeout=20)
     return RunningServer(platform, f"http://127.0.0.1:{port}", server, thread)
+
+
+IRIS_ROW = [6.3, 3.3, 6.0, 2.5]  # an iris row of class 2
+
+
+def wait_ready(client: httpx.Client, name: str, timeout: float = 30, **params: str) -> dict[str, Any]:
+    """Poll a model until it is Ready with a ready replica; fails fast on FailedToLoad."""
+
+    def ready() -> dict[str, Any] | None:
+        body = client.get(f"/api/models/{name}", params=params).json()
+        if body.get("status") == "FailedToLoad":
+            raise AssertionError(f"model failed to load: {body['statusDetails']}")
+        return (
+            body
+            if body.get("status") == "Ready" and body["statusDetails"]["replicas"]["ready"] >= 1
+            else None
+        )
+
+    return wait_for(ready, timeout=timeout, interval=0.1)
+
+
+def deploy(srv: RunningServer, model_dir: Any, tenant: str = "tenant-a", name: str = "my-model") -> None:
+    """Create a sklearn model through the API and wait until it is Ready."""
+    with srv.tenant(tenant) as c:
+        r = c.post("/api/models", json={"name": name, "framework": "sklearn", "storageUri": str(model_dir)})
+        assert r.status_code == 201, r.text
+        wait_ready(c, name)
+
+
+def publish(
+    srv: RunningServer, config: dict[str, Any] | None = None, tenant: str = "tenant-a", name: str = "my-model"
+) -> dict[str, Any]:
+    """Publish a model through the API; returns the publishedModel (with the full key)."""
+    with srv.tenant(tenant) as c:
+        r = c.post(f"/api/models/{name}/publish", json={"config": config or {}})
+    assert r.status_code == 201, r.text
+    return r.json()["publishedModel"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -139,6 +140,9 @@ class ModelService:
         self.events = events
         self.audit = audit
         self._http: httpx.AsyncClient | None = None
+        # Called (in a worker thread) before a model's row goes, so that what hangs off it (its
+        # publication) is taken down with its own audit, events and listeners first.
+        self.before_delete: list[Callable[[Model, Actor], None]] = []
         # One create/update/delete at a time per model, so that store and runtime never disagree.
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
@@ -425,7 +429,8 @@ class ModelService:
 
     async def delete(self, row: Model, actor: Actor) -> None:
         async with self._lock(row.namespace, row.name):
-            # Stop serving first: the publication and its keys go with the row (cascade).
+            for hook in self.before_delete:
+                await run_in_threadpool(hook, row, actor)
             await run_in_threadpool(self._delete_row, row.id)
             await self.runtime.delete(row.namespace, row.name)
         self._locks.pop((row.namespace, row.name), None)
@@ -498,6 +503,21 @@ class ModelService:
         except httpx.TransportError as exc:
             raise ApiError(502, "Custom endpoint unreachable", type(exc).__name__) from None
         return response.status_code, response.content
+
+    async def input_example(self, row: Model) -> list[list[float]] | None:
+        """Rows that fit the model, from the input width its replica reports (V2 metadata), for
+        documentation; None when the model cannot tell (not ready, or no fixed width)."""
+        assert self._http is not None
+        try:
+            async with self.runtime.connect(row.namespace, row.name, 2.0) as base_url:
+                response = await self._http.get(f"{base_url}/v2/models/{row.name}", timeout=2.0)
+            shape = response.json()["inputs"][0]["shape"]
+        except (ModelNotRunning, httpx.HTTPError, KeyError, IndexError, TypeError, ValueError):
+            return None
+        width = shape[-1] if isinstance(shape, list) and len(shape) == 2 else None
+        if not isinstance(width, int) or not 0 < width <= 64:
+            return None
+        return [[float(i + 1) for i in range(width)]]
 
     async def logs(self, row: Model, lines: int) -> list[str]:
         return await self.runtime.logs(row.namespace, row.name, lines)

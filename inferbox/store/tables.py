@@ -108,6 +108,8 @@ class Publication(Base):
     allowed_tenants: Mapped[list[str]] = mapped_column(JSON, default=list)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
     status: Mapped[str] = mapped_column(String(32), default="active")
+    # A request body that fits the model (its input width read from the model), for the documentation.
+    example_input: Mapped[Any] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

@@ -13,24 +13,10 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from support import wait_for
+from support import wait_for, wait_ready
 from trained import Iris
 
 ROWS = slice(0, 150, 7)  # a spread of rows from all three classes
-
-
-def wait_ready(client: httpx.Client, name: str, timeout: float = 30, **params: str) -> dict[str, Any]:
-    def ready() -> dict[str, Any] | None:
-        body = client.get(f"/api/models/{name}", params=params).json()
-        if body.get("status") == "FailedToLoad":
-            raise AssertionError(f"model failed to load: {body['statusDetails']}")
-        return (
-            body
-            if body.get("status") == "Ready" and body["statusDetails"]["replicas"]["ready"] >= 1
-            else None
-        )
-
-    return wait_for(ready, timeout=timeout, interval=0.1)
 
 
 def expected_predictions(framework: str, model_dir: Path, X: np.ndarray) -> np.ndarray:

@@ -1,0 +1,156 @@
+"""Publishing routes (the spec's Model Publishing section) and API key validation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Header, Query, Request
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import JSONResponse
+
+from inferbox.api.deps import PlatformDep, PrincipalDep, actor_of
+from inferbox.api.models import find_model
+from inferbox.auth.principal import Principal
+from inferbox.platform import Platform
+from inferbox.store.tables import Model
+
+router = APIRouter(tags=["publishing"])
+
+
+class PublishRequest(BaseModel):
+    config: dict[str, Any] = Field(
+        default_factory=dict,
+        description="modelType, externalPath, publicHostname, rateLimiting, authentication, metadata, "
+        "tenantId",
+    )
+
+
+class UpdateRequest(BaseModel):
+    config: dict[str, Any]
+
+
+def _namespace(principal: Principal, query: str | None, config: dict[str, Any] | None = None) -> str | None:
+    """A tenant acts in its own tenant; the admin names one with ?namespace= or config.tenantId."""
+    if not principal.is_admin:
+        return principal.tenant
+    if query:
+        return query
+    tenant_id = (config or {}).get("tenantId")
+    return tenant_id if isinstance(tenant_id, str) and tenant_id else None
+
+
+async def _model(platform: Platform, principal: Principal, name: str, namespace: str | None) -> Model:
+    return await run_in_threadpool(find_model, platform, principal, name, namespace)
+
+
+async def _flush_usage(platform: Platform) -> None:
+    """Views count every admitted call: add what the gateway in this process has not written yet."""
+    await platform.gateway.usage.flush()
+
+
+@router.post("/api/models/{name}/publish", status_code=201, summary="Publish a model")
+async def publish(
+    name: str,
+    body: PublishRequest,
+    request: Request,
+    principal: PrincipalDep,
+    platform: PlatformDep,
+    namespace: str | None = Query(None),
+) -> JSONResponse:
+    model = await _model(platform, principal, name, _namespace(principal, namespace, body.config))
+    example = await platform.models.input_example(model)
+    result = await run_in_threadpool(
+        platform.publishing.publish, model, body.config, actor_of(principal, request), example
+    )
+    return JSONResponse(result, status_code=201)
+
+
+@router.put("/api/models/{name}/publish", summary="Update a publication")
+async def update_publication(
+    name: str,
+    body: UpdateRequest,
+    request: Request,
+    principal: PrincipalDep,
+    platform: PlatformDep,
+    namespace: str | None = Query(None),
+) -> JSONResponse:
+    model = await _model(platform, principal, name, _namespace(principal, namespace, body.config))
+    await _flush_usage(platform)
+    result = await run_in_threadpool(
+        platform.publishing.update, model, body.config, actor_of(principal, request)
+    )
+    return JSONResponse(result)
+
+
+@router.get("/api/models/{name}/publish", summary="Get a publication")
+async def get_publication(
+    name: str, principal: PrincipalDep, platform: PlatformDep, namespace: str | None = Query(None)
+) -> JSONResponse:
+    model = await _model(platform, principal, name, _namespace(principal, namespace))
+    await _flush_usage(platform)
+    return JSONResponse(await run_in_threadpool(platform.publishing.get, model))
+
+
+@router.delete("/api/models/{name}/publish", summary="Unpublish a model")
+async def unpublish(
+    name: str,
+    request: Request,
+    principal: PrincipalDep,
+    platform: PlatformDep,
+    namespace: str | None = Query(None),
+) -> JSONResponse:
+    model = await _model(platform, principal, name, _namespace(principal, namespace))
+    await run_in_threadpool(platform.publishing.unpublish, model, actor_of(principal, request))
+    return JSONResponse({"message": "Model unpublished successfully"})
+
+
+@router.post("/api/models/{name}/publish/rotate-key", summary="Rotate a publication's API key")
+async def rotate_key(
+    name: str,
+    request: Request,
+    principal: PrincipalDep,
+    platform: PlatformDep,
+    namespace: str | None = Query(None),
+    gracePeriodSeconds: int = Query(
+        0, description="how long the old key keeps working (default: not at all)"
+    ),
+) -> JSONResponse:
+    model = await _model(platform, principal, name, _namespace(principal, namespace))
+    result = await run_in_threadpool(
+        platform.publishing.rotate, model, gracePeriodSeconds, actor_of(principal, request)
+    )
+    return JSONResponse(result)
+
+
+@router.get("/api/published-models", summary="List publications")
+async def list_publications(
+    principal: PrincipalDep, platform: PlatformDep, namespace: str | None = Query(None)
+) -> JSONResponse:
+    await _flush_usage(platform)
+    scope = namespace if principal.is_admin else principal.tenant
+    items = await run_in_threadpool(platform.publishing.list, scope)
+    return JSONResponse({"publishedModels": items, "total": len(items)})
+
+
+@router.post("/api/validate-api-key", summary="Validate an API key (for gateways)")
+async def validate_api_key(
+    platform: PlatformDep,
+    request: Request,
+    x_api_key: str | None = Header(None),
+) -> JSONResponse:
+    """Takes `{"apiKey"}` or an `X-API-Key` header. Needs no bearer token: the key is the credential.
+    Guessing is bounded by the API's per-address rate limit."""
+    key = x_api_key
+    if not key:
+        try:
+            raw = await request.json()
+        except ValueError:
+            raw = None
+        if isinstance(raw, dict) and isinstance(raw.get("apiKey"), str):
+            key = raw["apiKey"]
+    found = platform.publishing.check_key(key) if key else None
+    if found is None:
+        return JSONResponse({"valid": False, "error": "Invalid API key"}, status_code=401)
+    tenant, model = found
+    return JSONResponse({"valid": True, "tenant": tenant, "model": model})

@@ -1,0 +1,300 @@
+"""The gateway's ASGI app: one request's path from a caller to a replica and back.
+
+A plain ASGI callable rather than a framework app: this is the hot path, and it needs no more than a
+route lookup, a credential check, the limiter and one upstream call.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import orjson
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import Receive, Scope, Send
+
+from inferbox.auth.tokens import TokenError, TokenService
+from inferbox.gateway.routes import Route, RouteTable
+from inferbox.gateway.upstream import Upstream
+from inferbox.gateway.usage import UsageRecorder
+from inferbox.metrics import LATENCY_BUCKETS
+from inferbox.ratelimit import Decision, Limiter
+from inferbox.runtime import ModelNotRunning
+
+log = logging.getLogger("inferbox.gateway")
+
+READY_WAIT_SECONDS = 30.0
+UPSTREAM_TIMEOUT_SECONDS = 60.0
+MAX_BODY_BYTES = 32 * 1024 * 1024
+
+
+class GatewayMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "inferbox_gateway_requests",
+            "Gateway requests by published model and outcome (admitted, unauthorized, rate_limited, ...)",
+            ["namespace", "model", "outcome"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "inferbox_gateway_request_duration_seconds",
+            "Time to answer an admitted gateway request",
+            ["namespace", "model"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+
+
+class Reply(Exception):
+    """An answer the gateway gives itself (an error, mostly)."""
+
+    def __init__(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        self.status = status
+        self.body = body
+        self.headers = headers or {}
+
+
+def _upstream_path(route: Route, action: str) -> tuple[str, str]:
+    """(method, path on the replica) for an action on a route."""
+    name = route.model
+    if route.model_type == "openai":
+        return ("GET" if action == "models" else "POST"), f"/openai/v1/{action}"
+    if action == "predict":
+        return "POST", f"/v1/models/{name}:predict"
+    if action == "infer":
+        return "POST", f"/v2/models/{name}/infer"
+    return "GET", f"/v2/models/{name}"
+
+
+class Gateway:
+    def __init__(
+        self,
+        routes: RouteTable,
+        limiter: Limiter,
+        usage: UsageRecorder,
+        tokens: TokenService,
+        tenant_exists: Callable[[str], bool],
+        upstream: Upstream,
+    ) -> None:
+        self.routes = routes
+        self.limiter = limiter
+        self.usage = usage
+        self.tokens = tokens
+        self.tenant_exists = tenant_exists
+        self.upstream = upstream
+        self.metrics = GatewayMetrics()
+        self.http = httpx.AsyncClient(
+            timeout=httpx.Timeout(UPSTREAM_TIMEOUT_SECONDS, connect=5.0),
+            limits=httpx.Limits(max_connections=1024, max_keepalive_connections=256),
+        )
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    # -- ASGI ------------------------------------------------------------------------------------
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":  # lifespan: the GatewayService around this app does start and stop
+            return
+        path = scope["path"]
+        if path == "/health":
+            await self._send(send, 200, {"status": "healthy", "routes": len(self.routes)})
+            return
+        if path == "/metrics" and scope["method"] == "GET":
+            await self._send_raw(send, 200, generate_latest(self.metrics.registry), CONTENT_TYPE_LATEST)
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        host = headers.get("host", "").split(":", 1)[0].lower().rstrip(".")
+        found = self.routes.match(host, path)
+        if found is None:
+            await self._send(send, 404, {"error": "Not found", "details": f"No published model at {path}"})
+            return
+        route, action = found
+        try:
+            status, body, content_type, extra = await self._handle(scope, receive, headers, route, action)
+        except Reply as reply:
+            await self._send(send, reply.status, reply.body, reply.headers)
+            return
+        await self._send_raw(send, status, body, content_type, extra)
+
+    async def _handle(
+        self, scope: Scope, receive: Receive, headers: dict[str, str], route: Route, action: str
+    ) -> tuple[int, bytes, str, dict[str, str]]:
+        method, upstream_path = _upstream_path(route, action)
+        if scope["method"] != method:
+            raise Reply(405, {"error": "Method not allowed", "details": f"Use {method} on this path"})
+        labels = (route.namespace, route.model)
+        client = scope.get("client")
+        address = client[0] if client else "unknown"
+        if not self._authorized(route, headers):
+            self.metrics.requests.labels(*labels, "unauthorized").inc()
+            # Nothing is spent for a refused caller, but the answer still says where the limits stand.
+            states = await self.limiter.states(self._limit_key(route, address), route.quotas)
+            rate = {**Decision(True, states).headers("requestsPerMinute"), "WWW-Authenticate": "ApiKey"}
+            if self._credential(headers) is None:
+                details = "Send the API key in X-API-Key or as Authorization: Bearer <key>"
+                raise Reply(401, {"error": "Authentication required", "details": details}, rate)
+            # One answer for a wrong, revoked or another model's key: no oracle.
+            details = "The key is wrong, revoked, or not for this model"
+            raise Reply(401, {"error": "Invalid API key", "details": details}, rate)
+        key = self._limit_key(route, address)
+        decision = await self.limiter.hit(key, route.quotas)
+        rate_headers = decision.headers("requestsPerMinute")
+        if not decision.allowed:
+            assert decision.refused_by is not None
+            self.metrics.requests.labels(*labels, "rate_limited").inc()
+            quota = decision.refused_by
+            raise Reply(
+                429,
+                {"error": "Rate limit exceeded", "details": f"{quota.name}: {quota.describe()}"},
+                rate_headers,
+            )
+        if route.model_type == "openai":
+            tokens_left = await self.limiter.test(key, (route.token_quota,))
+            if not tokens_left.allowed:
+                self.metrics.requests.labels(*labels, "rate_limited").inc()
+                quota = route.token_quota
+                raise Reply(
+                    429,
+                    {
+                        "error": "Rate limit exceeded",
+                        "details": f"tokensPerHour: {quota.amount} tokens per hour",
+                    },
+                    {**rate_headers, "Retry-After": str(tokens_left.retry_after)},
+                )
+        body = await self._read_body(receive) if method == "POST" else b""
+        self.metrics.requests.labels(*labels, "admitted").inc()
+        started = time.perf_counter()
+        try:
+            status, content, content_type = await self._forward(route, method, upstream_path, body, headers)
+        finally:
+            self.metrics.latency.labels(*labels).observe(time.perf_counter() - started)
+        tokens = self._tokens_used(route, status, content)
+        self.usage.record(route.publication_id, tokens=tokens)
+        if tokens:
+            await self._spend_tokens(key, route, tokens)
+        return status, content, content_type, rate_headers
+
+    # -- credentials -----------------------------------------------------------------------------
+    @staticmethod
+    def _credential(headers: dict[str, str]) -> str | None:
+        key = headers.get("x-api-key")
+        if key:
+            return key.strip()
+        scheme, _, value = headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+        return None
+
+    def _authorized(self, route: Route, headers: dict[str, str]) -> bool:
+        credential = self._credential(headers)
+        if credential is None:
+            return route.public
+        if credential.startswith("pk_"):
+            return route.key_matches(credential, datetime.now(UTC)) or route.public
+        if route.allowed_tenants:
+            try:
+                principal = self.tokens.verify(credential)
+            except TokenError:
+                return False
+            return principal.tenant in route.allowed_tenants and self.tenant_exists(principal.tenant)
+        return route.public
+
+    @staticmethod
+    def _limit_key(route: Route, address: str) -> str:
+        # A public route has no caller identity but its address: each address gets the route's limits.
+        return f"gw:{route.publication_id}:ip:{address}" if route.public else f"gw:{route.publication_id}"
+
+    # -- upstream --------------------------------------------------------------------------------
+    async def _forward(
+        self, route: Route, method: str, path: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[int, bytes, str]:
+        send_headers = {"content-type": headers.get("content-type", "application/json")}
+        request_id = headers.get("x-request-id")
+        if request_id:
+            send_headers["x-request-id"] = request_id
+        for attempt in range(2):
+            try:
+                async with self.upstream.connect(route, READY_WAIT_SECONDS) as base_url:
+                    response = await self.http.request(
+                        method, base_url + path, content=body, headers=send_headers
+                    )
+                    return (
+                        response.status_code,
+                        response.content,
+                        response.headers.get("content-type", "application/json"),
+                    )
+            except ModelNotRunning as exc:
+                raise Reply(
+                    503,
+                    {"error": "Model not ready", "details": str(exc)},
+                    {"Retry-After": str(exc.retry_after)},
+                ) from None
+            except httpx.TimeoutException:
+                raise Reply(
+                    504, {"error": "Model timed out", "details": "No answer from the model in time"}
+                ) from None
+            except httpx.TransportError as exc:
+                if attempt == 0:
+                    continue  # the replica died after it was picked: try another once
+                raise Reply(
+                    503, {"error": "Model not ready", "details": type(exc).__name__}, {"Retry-After": "1"}
+                ) from None
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    async def _read_body(receive: Receive) -> bytes:
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise Reply(
+                    413, {"error": "Request body too large", "details": f"At most {MAX_BODY_BYTES} bytes"}
+                )
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                return b"".join(chunks)
+
+    # -- tokens ----------------------------------------------------------------------------------
+    @staticmethod
+    def _tokens_used(route: Route, status: int, content: bytes) -> int:
+        if route.model_type != "openai" or status >= 400:
+            return 0
+        try:
+            usage = orjson.loads(content).get("usage") or {}
+            total = usage.get("total_tokens")
+            if total is None:
+                total = (usage.get("prompt_tokens") or 0) + (usage.get("completion_tokens") or 0)
+            return max(0, int(total))
+        except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
+            return 0
+
+    async def _spend_tokens(self, key: str, route: Route, tokens: int) -> None:
+        """Count tokens after the answer; what exceeds the window's remainder exhausts it."""
+        quota = route.token_quota
+        if not await self.limiter.hit(key, (quota,), cost=min(tokens, quota.amount)):
+            (state,) = await self.limiter.states(key, (quota,))
+            if state.remaining:
+                await self.limiter.hit(key, (quota,), cost=state.remaining)
+
+    # -- answers ---------------------------------------------------------------------------------
+    async def _send(
+        self, send: Send, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> None:
+        await self._send_raw(send, status, orjson.dumps(body), "application/json", headers)
+
+    @staticmethod
+    async def _send_raw(
+        send: Send, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
+    ) -> None:
+        raw = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]
+        raw.extend((k.lower().encode(), v.encode()) for k, v in (headers or {}).items())
+        await send({"type": "http.response.start", "status": status, "headers": raw})
+        await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,132 @@
+"""The gateway's route table: every publication with its keys, held in memory and reloaded from the
+store after each change made in this process and every second for changes made elsewhere."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from inferbox.auth import apikeys
+from inferbox.ratelimit import Quota
+from inferbox.store import Store
+from inferbox.store.tables import Model, Publication
+
+log = logging.getLogger("inferbox.gateway")
+
+TRADITIONAL_SUFFIXES = {"/predict": "predict", "/infer": "infer"}
+OPENAI_SUFFIXES = {
+    "/chat/completions": "chat/completions",
+    "/completions": "completions",
+    "/embeddings": "embeddings",
+    "/models": "models",
+}
+
+
+@dataclass(frozen=True)
+class KeyEntry:
+    salt: str
+    key_hash: str
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Route:
+    publication_id: int
+    namespace: str
+    model: str
+    model_type: str
+    host_key: str
+    external_path: str
+    port: int | None
+    burst_limit: int
+    requests_per_minute: int
+    requests_per_hour: int
+    tokens_per_hour: int
+    require_api_key: bool
+    allowed_tenants: frozenset[str]
+    keys: dict[str, KeyEntry] = field(default_factory=dict)
+
+    @property
+    def public(self) -> bool:
+        return not self.require_api_key and not self.allowed_tenants
+
+    @property
+    def quotas(self) -> tuple[Quota, ...]:
+        return (
+            Quota("burstLimit", self.burst_limit, 1),
+            Quota("requestsPerMinute", self.requests_per_minute, 60),
+            Quota("requestsPerHour", self.requests_per_hour, 3600),
+        )
+
+    @property
+    def token_quota(self) -> Quota:
+        return Quota("tokensPerHour", self.tokens_per_hour, 3600)
+
+    def key_matches(self, key: str, at: datetime) -> bool:
+        lookup = apikeys.lookup_id(key)
+        entry = self.keys.get(lookup) if lookup else None
+        if entry is None or not apikeys.matches(key, entry.salt, entry.key_hash):
+            return False
+        return entry.expires_at is None or entry.expires_at > at
+
+
+class RouteTable:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._routes: dict[tuple[str, str], Route] = {}
+        self._lock = threading.Lock()
+
+    def reload(self) -> None:
+        with self._store.session() as session:
+            rows = session.execute(
+                select(Publication, Model)
+                .join(Model, Publication.model_id == Model.id)
+                .options(selectinload(Publication.keys))
+            ).all()
+        routes = {}
+        for pub, model in rows:
+            route = Route(
+                publication_id=pub.id,
+                namespace=model.namespace,
+                model=model.name,
+                model_type=pub.model_type,
+                host_key=pub.host_key,
+                external_path=pub.external_path,
+                port=model.port,
+                burst_limit=pub.burst_limit,
+                requests_per_minute=pub.requests_per_minute,
+                requests_per_hour=pub.requests_per_hour,
+                tokens_per_hour=pub.tokens_per_hour,
+                require_api_key=pub.require_api_key,
+                allowed_tenants=frozenset(pub.allowed_tenants or ()),
+                keys={k.lookup_id: KeyEntry(k.salt, k.key_hash, k.expires_at) for k in pub.keys},
+            )
+            routes[(route.host_key, route.external_path)] = route
+        with self._lock:
+            self._routes = routes
+
+    def __len__(self) -> int:
+        return len(self._routes)
+
+    def match(self, host: str, path: str) -> tuple[Route, str] | None:
+        """The route serving `path` on `host` and the action asked for: "" (metadata), "predict",
+        "infer", or an OpenAI endpoint ("chat/completions", …)."""
+        routes = self._routes
+        candidates: list[tuple[str, str]] = [(path.rstrip("/") or "/", "")]
+        for suffix, action in (*TRADITIONAL_SUFFIXES.items(), *OPENAI_SUFFIXES.items()):
+            if path.endswith(suffix):
+                candidates.append((path[: -len(suffix)], action))
+        for base, action in candidates:
+            for host_key in (host, ""):
+                route = routes.get((host_key, base))
+                if route is None:
+                    continue
+                suffixes = OPENAI_SUFFIXES if route.model_type == "openai" else TRADITIONAL_SUFFIXES
+                if action == "" or action in suffixes.values():
+                    return route, action
+        return None

@@ -1,0 +1,103 @@
+"""Runs a gateway: its HTTP server on the gateway port, and its background work (route reloads for
+changes made by other processes, usage flushes). Used inside `inferbox serve` and by `inferbox gateway`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+
+import uvicorn
+from starlette.concurrency import run_in_threadpool
+
+from inferbox.auth.tokens import TokenService
+from inferbox.gateway.app import Gateway
+from inferbox.gateway.routes import RouteTable
+from inferbox.gateway.upstream import Upstream
+from inferbox.gateway.usage import UsageRecorder
+from inferbox.ratelimit import Limiter
+from inferbox.store import Store
+
+log = logging.getLogger("inferbox.gateway")
+
+RELOAD_SECONDS = 1.0
+FLUSH_SECONDS = 1.0
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """A uvicorn server that leaves signals to its host: the process's main server handles them and
+    stops this one from its own shutdown."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class GatewayService:
+    def __init__(
+        self,
+        store: Store,
+        limiter: Limiter,
+        tokens: TokenService,
+        tenant_exists: Callable[[str], bool],
+        upstream: Upstream,
+        *,
+        host: str,
+        port: int,
+    ) -> None:
+        self.routes = RouteTable(store)
+        self.usage = UsageRecorder(store)
+        self.app = Gateway(self.routes, limiter, self.usage, tokens, tenant_exists, upstream)
+        self.host, self.port = host, port
+        self._server: uvicorn.Server | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        await run_in_threadpool(self.routes.reload)
+        config = uvicorn.Config(
+            self.app,
+            host=self.host,
+            port=self.port,
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            lifespan="off",
+            http="httptools",
+            loop="none",
+        )
+        self._server = _EmbeddedServer(config)
+        self._tasks = [
+            asyncio.create_task(self._server.serve(), name="gateway-server"),
+            asyncio.create_task(self._reload_loop(), name="gateway-routes"),
+            asyncio.create_task(self.usage.run(FLUSH_SECONDS), name="gateway-usage"),
+        ]
+        while not self._server.started:
+            if self._tasks[0].done():
+                self._tasks[0].result()  # raises why the server could not start (port taken, …)
+                raise RuntimeError(f"gateway could not listen on {self.host}:{self.port}")
+            await asyncio.sleep(0.01)
+        log.info("gateway listening on %s:%d", self.host, self.port)
+
+    async def _reload_loop(self) -> None:
+        while True:
+            await asyncio.sleep(RELOAD_SECONDS)
+            try:
+                await run_in_threadpool(self.routes.reload)
+            except Exception:
+                log.exception("could not reload routes")
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        server_task, *loops = self._tasks or [None]
+        for task in loops:
+            task.cancel()
+        for task in loops:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if server_task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await server_task
+        await self.usage.flush()
+        await self.app.aclose()
