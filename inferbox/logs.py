@@ -130,4 +130,6 @@ def setup(level: str = "info", as_json: bool = False, recent: RecentLines | None
         logger.handlers.clear()
         logger.propagate = True
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)  # our middleware logs requests
+    # httpx logs every request at info: the runtime polls replicas every half second.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     return recent
