@@ -1,8 +1,11 @@
 """Rate limits with the `limits` library: in-process by default, Redis when REDIS_URL is set, so that
 several processes sharing one Redis share one budget.
 
-Moving windows make the counts exact: the 101st request within any 60 seconds is refused, whatever the
-clock says. One `Limiter` serves the API, the login lock-out and the gateway; each names its quotas.
+Windows are fixed windows that open at a key's first request (as Envoy's global rate limit counts):
+each hit is one atomic increment, O(1) in memory and one round trip to Redis, so the count is exact
+(N admitted in a window, never N+1, however many processes race) and the cost does not grow with the
+limit. A moving window would keep one timestamp per admitted request: millions for an hourly limit.
+One `Limiter` serves the API, the login lock-out and the gateway; each names its quotas.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from limits import RateLimitItem, RateLimitItemPerSecond
-from limits.aio.strategies import MovingWindowRateLimiter
+from limits.aio.strategies import FixedWindowRateLimiter
 from limits.storage import storage_from_string
 
 
@@ -86,7 +89,7 @@ class Decision:
 
 class Limiter:
     """Hits quotas for a key. Every quota is hit atomically in the storage; a request counts against
-    later quotas only once the earlier ones admitted it, so refused requests do not spend them."""
+    later quotas only once the earlier ones admitted it."""
 
     def __init__(self, redis_url: str | None = None, *, prefix: str = "inferbox") -> None:
         if redis_url:
@@ -96,7 +99,7 @@ class Limiter:
             )
         else:
             self._storage = storage_from_string("async+memory://")
-        self._strategy = MovingWindowRateLimiter(self._storage)  # type: ignore[arg-type]
+        self._strategy = FixedWindowRateLimiter(self._storage)  # type: ignore[arg-type]
 
     async def hit(self, key: str, quotas: Sequence[Quota], cost: int = 1) -> Decision:
         refused: Quota | None = None
