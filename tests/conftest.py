@@ -14,14 +14,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from support import ADMIN_PASSWORD, RunningServer, free_port, start_server
-
-from inferbox.config import Settings
+from support import POSTGRES_URL, RunningServer, postgres_url, settings_for, start_server
 
 pytest_plugins = ["trained"]
-
-POSTGRES_URL = os.environ.get("INFERBOX_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-REDIS_URL = os.environ.get("INFERBOX_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 @pytest.fixture(scope="session")
@@ -43,34 +38,12 @@ def postgres_schemas() -> Iterator[Callable[[], str]]:
                 conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
 
 
-def postgres_url(schema: str) -> str:
-    base = POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://", 1)
-    sep = "&" if "?" in base else "?"
-    return f"{base}{sep}options=-csearch_path%3D{schema}"
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh, empty store: a SQLite file, or a new PostgreSQL schema."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'inferbox.db'}"
     return postgres_url(request.getfixturevalue("postgres_schemas")())
-
-
-def settings_for(tmp_path: Path, database_url: str | None = None, **overrides: Any) -> Settings:
-    base = Settings(
-        data_dir=tmp_path / "data",
-        database_url=database_url,
-        jwt_secret="test-secret-" + secrets.token_hex(16),
-        admin_password=ADMIN_PASSWORD,
-        # Generous limits: only the rate-limit tests meet them.
-        rate_limit_requests=100_000,
-        rate_limit_burst=10_000,
-        redis_prefix=f"ibx-test-{secrets.token_hex(4)}",
-        host="127.0.0.1",
-        gateway_port=free_port(),
-    )
-    return base.with_(**overrides)
 
 
 @pytest.fixture

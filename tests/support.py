@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 import socket
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,6 +21,14 @@ from inferbox.config import Settings
 from inferbox.platform import Platform, build
 
 ADMIN_PASSWORD = "password"
+POSTGRES_URL = os.environ.get("INFERBOX_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("INFERBOX_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def postgres_url(schema: str) -> str:
+    base = POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://", 1)
+    sep = "&" if "?" in base else "?"
+    return f"{base}{sep}options=-csearch_path%3D{schema}"
 
 
 def free_port() -> int:
@@ -36,6 +47,22 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: floa
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         time.sleep(interval)
+
+
+def settings_for(tmp_path: Path, database_url: str | None = None, **overrides: Any) -> Settings:
+    base = Settings(
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        jwt_secret="test-secret-" + secrets.token_hex(16),
+        admin_password=ADMIN_PASSWORD,
+        # Generous limits: only the rate-limit tests meet them.
+        rate_limit_requests=100_000,
+        rate_limit_burst=10_000,
+        redis_prefix=f"ibx-test-{secrets.token_hex(4)}",
+        host="127.0.0.1",
+        gateway_port=free_port(),
+    )
+    return base.with_(**overrides)
 
 
 @dataclass

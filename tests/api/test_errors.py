@@ -29,7 +29,7 @@ def test_validation_errors_are_400_never_422(server: RunningServer) -> None:
 
 
 def test_internal_failures_are_500_without_a_stack_trace(tmp_path) -> None:
-    from conftest import settings_for
+    from support import settings_for
 
     srv = start_server(settings_for(tmp_path))
     try:

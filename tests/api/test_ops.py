@@ -5,9 +5,8 @@ from __future__ import annotations
 import secrets
 
 import psycopg
-from conftest import POSTGRES_URL
 from prometheus_client.parser import text_string_to_metric_families
-from support import RunningServer
+from support import POSTGRES_URL, RunningServer
 
 
 def test_health_checks_the_store(server: RunningServer) -> None:

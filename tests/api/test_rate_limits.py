@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 
 import pytest
-from conftest import REDIS_URL
+from support import REDIS_URL
 
 HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset", "ratelimit-policy", "ratelimit")
 

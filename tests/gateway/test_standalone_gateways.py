@@ -14,8 +14,7 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
-from conftest import POSTGRES_URL, REDIS_URL
-from support import IRIS_ROW, RunningServer, deploy, free_port, publish, wait_for
+from support import IRIS_ROW, POSTGRES_URL, REDIS_URL, RunningServer, deploy, free_port, publish, wait_for
 
 
 @contextmanager
@@ -118,7 +117,7 @@ def test_no_plaintext_key_in_the_store_or_the_logs(
     database_url = None
     schema = None
     if store == "postgresql":
-        from conftest import postgres_url
+        from support import postgres_url
 
         schema = request.getfixturevalue("postgres_schemas")()
         database_url = postgres_url(schema)

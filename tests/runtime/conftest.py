@@ -1,0 +1,128 @@
+"""Fixtures for the runtime tests: a real iris model trained here, a broken one, a runtime per test.
+
+The tests run real model-server processes; async tests run on anyio's pytest plugin (asyncio backend),
+and they wait for conditions with `wait_for` (a deadline, never a fixed sleep)."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import joblib
+import pytest
+
+from inferbox.events import Event, EventBus, Subscription
+from inferbox.runtime.local import LocalRuntime
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@dataclass(frozen=True)
+class Iris:
+    """A trained model on disk, some inputs and what the model predicts for them."""
+
+    model_dir: Path
+    instances: list[list[float]]
+    expected: list[int]
+
+
+@pytest.fixture(scope="session")
+def iris(tmp_path_factory: pytest.TempPathFactory) -> Iris:
+    from sklearn import datasets, svm
+
+    data = datasets.load_iris()
+    model = svm.SVC(gamma="scale")
+    model.fit(data.data, data.target)
+    model_dir = tmp_path_factory.mktemp("iris")
+    joblib.dump(model, model_dir / "model.joblib")
+    instances = data.data[::10]
+    return Iris(model_dir, instances.tolist(), model.predict(instances).tolist())
+
+
+@pytest.fixture(scope="session")
+def iris_copy(tmp_path_factory: pytest.TempPathFactory, iris: Iris) -> Path:
+    """The same model under another path: a new storageUri, hence a new generation."""
+    other = tmp_path_factory.mktemp("iris-v2")
+    (other / "model.joblib").write_bytes((iris.model_dir / "model.joblib").read_bytes())
+    return other
+
+
+@pytest.fixture(scope="session")
+def broken_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("broken")
+    (path / "model.joblib").write_bytes(b"this is not a joblib pickle\x00\x01\x02")
+    return path
+
+
+async def _wait_for(
+    predicate: Callable[[], Any] | Callable[[], Awaitable[Any]],
+    timeout: float,
+    what: str = "condition",
+    interval: float = 0.05,
+) -> Any:
+    """Poll `predicate` (sync or async) until it returns something truthy; fail after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+def _drain(sub: Subscription) -> list[Event]:
+    """The events a subscription has received so far."""
+    out: list[Event] = []
+    while not sub._queue.empty():
+        event = sub._queue.get_nowait()
+        if event is not None:
+            out.append(event)
+    return out
+
+
+WaitFor = Callable[..., Awaitable[Any]]
+
+
+@pytest.fixture
+def wait_for() -> WaitFor:
+    """`await wait_for(predicate, timeout, what)`: poll until truthy, fail at the deadline."""
+    return _wait_for
+
+
+@pytest.fixture
+def drain() -> Callable[[Subscription], list[Event]]:
+    """`drain(subscription)`: the events it has received so far."""
+    return _drain
+
+
+RuntimeFactory = Callable[..., Awaitable[LocalRuntime]]
+
+
+@pytest.fixture
+async def make_runtime(tmp_path: Path) -> AsyncIterator[RuntimeFactory]:
+    """Start LocalRuntimes (fast polling, data dir under tmp_path); all are closed after the test."""
+    made: list[LocalRuntime] = []
+
+    async def make(data_dir: Path | None = None, bus: EventBus | None = None, **kwargs: Any) -> LocalRuntime:
+        kwargs.setdefault("poll_interval", 0.2)
+        kwargs.setdefault("stop_grace", 5.0)
+        kwargs.setdefault("drain_timeout", 5.0)
+        runtime = LocalRuntime(data_dir or tmp_path / "data", bus or EventBus(), **kwargs)
+        await runtime.start([])
+        made.append(runtime)
+        return runtime
+
+    yield make
+    for runtime in made:
+        await runtime.close()
