@@ -26,8 +26,8 @@ def anyio_backend() -> str:
 
 
 @dataclass(frozen=True)
-class Iris:
-    """A trained model on disk, some inputs and what the model predicts for them."""
+class Svc:
+    """The session's iris SVC on disk (tests/trained.py), some inputs and what it predicts for them."""
 
     model_dir: Path
     instances: list[list[float]]
@@ -35,23 +35,17 @@ class Iris:
 
 
 @pytest.fixture(scope="session")
-def iris(tmp_path_factory: pytest.TempPathFactory) -> Iris:
-    from sklearn import datasets, svm
-
-    data = datasets.load_iris()
-    model = svm.SVC(gamma="scale")
-    model.fit(data.data, data.target)
-    model_dir = tmp_path_factory.mktemp("iris")
-    joblib.dump(model, model_dir / "model.joblib")
-    instances = data.data[::10]
-    return Iris(model_dir, instances.tolist(), model.predict(instances).tolist())
+def svc(sklearn_dir: Path, iris: Any) -> Svc:
+    instances = iris.X[::10]
+    expected = joblib.load(sklearn_dir / "model.joblib").predict(instances)
+    return Svc(sklearn_dir, instances.tolist(), expected.tolist())
 
 
 @pytest.fixture(scope="session")
-def iris_copy(tmp_path_factory: pytest.TempPathFactory, iris: Iris) -> Path:
+def svc_copy(tmp_path_factory: pytest.TempPathFactory, svc: Svc) -> Path:
     """The same model under another path: a new storageUri, hence a new generation."""
     other = tmp_path_factory.mktemp("iris-v2")
-    (other / "model.joblib").write_bytes((iris.model_dir / "model.joblib").read_bytes())
+    (other / "model.joblib").write_bytes((svc.model_dir / "model.joblib").read_bytes())
     return other
 
 

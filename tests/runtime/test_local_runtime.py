@@ -85,14 +85,14 @@ class Callers:
 
 
 @pytest.mark.timeout(60)
-async def test_serves_predictions_then_deletes(make_runtime, iris, wait_for, drain, monkeypatch) -> None:
+async def test_serves_predictions_then_deletes(make_runtime, svc, wait_for, drain, monkeypatch) -> None:
     # A control-plane secret in the environment must not reach a replica (models are code).
     monkeypatch.setenv("JWT_SECRET", "do-not-leak")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     bus = ev.EventBus()
     sub = bus.subscribe(maxsize=1000)
     runtime = await make_runtime(bus=bus)
-    status = await runtime.apply(spec_for(iris.model_dir))
+    status = await runtime.apply(spec_for(svc.model_dir))
     assert status.phase in ("Pending", "Loading")
     assert status.port and status.url == f"http://127.0.0.1:{status.port}/v1/models/iris:predict"
     await wait_for(lambda: runtime.status(NS, "iris").phase == READY, 30, "Ready")
@@ -104,24 +104,24 @@ async def test_serves_predictions_then_deletes(make_runtime, iris, wait_for, dra
     async with client() as http:
         async with runtime.connect(NS, "iris", timeout=5) as base:
             assert base.startswith("http://127.0.0.1:") and base != f"http://127.0.0.1:{status.port}"
-            assert await predict(http, f"{base}/v1/models/iris:predict", iris.instances) == iris.expected
+            assert await predict(http, f"{base}/v1/models/iris:predict", svc.instances) == svc.expected
         # The stable URL, as a direct caller uses it.
-        assert await predict(http, status.url, iris.instances) == iris.expected
+        assert await predict(http, status.url, svc.instances) == svc.expected
         v2 = await http.post(
             f"http://127.0.0.1:{status.port}/v2/models/iris/infer",
             json={
                 "inputs": [
                     {
                         "name": "input-0",
-                        "shape": [len(iris.instances), 4],
+                        "shape": [len(svc.instances), 4],
                         "datatype": "FP64",
-                        "data": iris.instances,
+                        "data": svc.instances,
                     }
                 ]
             },
         )
         assert v2.status_code == 200, v2.text
-        assert v2.json()["outputs"][0]["data"] == iris.expected
+        assert v2.json()["outputs"][0]["data"] == svc.expected
 
     [replica] = runtime.replicas(NS)
     assert re.fullmatch(r"iris-predictor-[a-z0-9]{5}", replica.name)
@@ -165,7 +165,7 @@ async def test_serves_predictions_then_deletes(make_runtime, iris, wait_for, dra
 
 @pytest.mark.timeout(60)
 async def test_failed_to_load_reports_the_loader_message_and_does_not_restart(
-    make_runtime, iris, broken_model_dir, wait_for
+    make_runtime, svc, broken_model_dir, wait_for
 ) -> None:
     runtime = await make_runtime()
     await runtime.apply(spec_for(broken_model_dir, "broken"))
@@ -189,19 +189,17 @@ async def test_failed_to_load_reports_the_loader_message_and_does_not_restart(
     assert time.monotonic() - began < 1
 
     # A fixed spec (new storageUri, new generation) loads.
-    await runtime.apply(spec_for(iris.model_dir, "broken", generation=2))
+    await runtime.apply(spec_for(svc.model_dir, "broken", generation=2))
     await wait_for(lambda: runtime.status(NS, "broken").phase == READY, 30, "Ready after the fix")
     assert [r.phase for r in runtime.replicas(NS)] == ["Running"]
 
 
 @pytest.mark.timeout(60)
-async def test_killed_replica_is_restarted_and_callers_never_hang(
-    make_runtime, iris, wait_for, drain
-) -> None:
+async def test_killed_replica_is_restarted_and_callers_never_hang(make_runtime, svc, wait_for, drain) -> None:
     bus = ev.EventBus()
     sub = bus.subscribe(maxsize=10_000)
     runtime = await make_runtime(bus=bus)
-    status = await runtime.apply(spec_for(iris.model_dir))
+    status = await runtime.apply(spec_for(svc.model_dir))
     await wait_for(lambda: runtime.status(NS, "iris").ready_replicas == 1, 30, "Ready")
     [before] = runtime.replicas(NS)
 
@@ -210,11 +208,11 @@ async def test_killed_replica_is_restarted_and_callers_never_hang(
 
         async def via_connect() -> None:
             async with runtime.connect(NS, "iris", timeout=5) as base:
-                await predict(http, f"{base}/v1/models/iris:predict", iris.instances)
+                await predict(http, f"{base}/v1/models/iris:predict", svc.instances)
 
         async def via_url() -> None:
             async with httpx.AsyncClient(trust_env=False, timeout=5.0) as fresh:
-                await predict(fresh, status.url, iris.instances)
+                await predict(fresh, status.url, svc.instances)
 
         callers.start(2, via_connect)
         callers.start(2, via_url)
@@ -238,12 +236,12 @@ async def test_killed_replica_is_restarted_and_callers_never_hang(
     assert any("restarting in 1s" in line for line in await runtime.logs(NS, "iris", 1000))
 
 
-async def scaled_to_zero_model(make_runtime, iris, wait_for) -> tuple[LocalRuntime, ev.Subscription, str]:
+async def scaled_to_zero_model(make_runtime, svc, wait_for) -> tuple[LocalRuntime, ev.Subscription, str]:
     """A minReplicas-0 model that has served, then scaled to zero (1 s idle window)."""
     bus = ev.EventBus()
     sub = bus.subscribe(maxsize=10_000)
     runtime = await make_runtime(bus=bus, scale_to_zero_seconds=1)
-    status = await runtime.apply(spec_for(iris.model_dir, min_replicas=0, max_replicas=1))
+    status = await runtime.apply(spec_for(svc.model_dir, min_replicas=0, max_replicas=1))
     await wait_for(lambda: runtime.status(NS, "iris").ready_replicas == 1, 30, "Ready")
     await wait_for(lambda: is_scaled_to_zero(runtime), 20, "scale to zero")
     return runtime, sub, status.url
@@ -255,8 +253,8 @@ def is_scaled_to_zero(runtime: LocalRuntime) -> bool:
 
 
 @pytest.mark.timeout(90)
-async def test_scales_to_zero_and_connect_wakes_it(make_runtime, iris, wait_for, drain) -> None:
-    runtime, sub, _ = await scaled_to_zero_model(make_runtime, iris, wait_for)
+async def test_scales_to_zero_and_connect_wakes_it(make_runtime, svc, wait_for, drain) -> None:
+    runtime, sub, _ = await scaled_to_zero_model(make_runtime, svc, wait_for)
     idle = runtime.status(NS, "iris")
     assert idle.phase == READY and idle.ready and idle.ready_replicas == 0
     # The departed replica's output is still there to read.
@@ -264,7 +262,7 @@ async def test_scales_to_zero_and_connect_wakes_it(make_runtime, iris, wait_for,
 
     # connect() wakes the model and waits for the replica.
     async with client() as http, runtime.connect(NS, "iris", timeout=30) as base:
-        assert await predict(http, f"{base}/v1/models/iris:predict", iris.instances) == iris.expected
+        assert await predict(http, f"{base}/v1/models/iris:predict", svc.instances) == svc.expected
     await wait_for(lambda: is_scaled_to_zero(runtime), 20, "scale to zero again")
 
     scaled = [e.data for e in drain(sub) if e.type == ev.MODEL_SCALED]
@@ -274,12 +272,12 @@ async def test_scales_to_zero_and_connect_wakes_it(make_runtime, iris, wait_for,
 
 
 @pytest.mark.timeout(90)
-async def test_scaled_to_zero_the_stable_url_wakes_it(make_runtime, iris, wait_for, drain) -> None:
+async def test_scaled_to_zero_the_stable_url_wakes_it(make_runtime, svc, wait_for, drain) -> None:
     """A plain POST to the stable URL: the connection waits in the listen queue while a replica starts,
     and the request is answered once the model is loaded (not with a 503 while it loads)."""
-    runtime, sub, url = await scaled_to_zero_model(make_runtime, iris, wait_for)
+    runtime, sub, url = await scaled_to_zero_model(make_runtime, svc, wait_for)
     async with httpx.AsyncClient(trust_env=False, timeout=30.0) as fresh:
-        assert await predict(fresh, url, iris.instances) == iris.expected
+        assert await predict(fresh, url, svc.instances) == svc.expected
     assert runtime.status(NS, "iris").desired == 1
     await wait_for(lambda: runtime.status(NS, "iris").ready_replicas == 1, 10, "the woken replica ready")
     reasons = [e.data["reason"] for e in drain(sub) if e.type == ev.MODEL_SCALED]
@@ -287,14 +285,14 @@ async def test_scaled_to_zero_the_stable_url_wakes_it(make_runtime, iris, wait_f
 
 
 @pytest.mark.timeout(90)
-async def test_load_adds_replicas_up_to_max_and_they_go_after_it(make_runtime, iris, wait_for, drain) -> None:
+async def test_load_adds_replicas_up_to_max_and_they_go_after_it(make_runtime, svc, wait_for, drain) -> None:
     bus = ev.EventBus()
     sub = bus.subscribe(maxsize=10_000)
     runtime = await make_runtime(bus=bus, scale_down_delay_seconds=1)
-    await runtime.apply(spec_for(iris.model_dir, min_replicas=1, max_replicas=3, scale_target=1))
+    await runtime.apply(spec_for(svc.model_dir, min_replicas=1, max_replicas=3, scale_target=1))
     await wait_for(lambda: runtime.status(NS, "iris").ready_replicas == 1, 30, "Ready")
     # Larger requests keep each one in the server longer, so the load shows as concurrency.
-    instances = iris.instances * 200
+    instances = svc.instances * 200
 
     async with client() as http:
         callers = Callers()
@@ -318,9 +316,9 @@ async def test_load_adds_replicas_up_to_max_and_they_go_after_it(make_runtime, i
 
 
 @pytest.mark.timeout(90)
-async def test_rolling_update_fails_no_request(make_runtime, iris, iris_copy, wait_for) -> None:
+async def test_rolling_update_fails_no_request(make_runtime, svc, svc_copy, wait_for) -> None:
     runtime = await make_runtime()
-    await runtime.apply(spec_for(iris.model_dir, min_replicas=2, max_replicas=2))
+    await runtime.apply(spec_for(svc.model_dir, min_replicas=2, max_replicas=2))
     await wait_for(lambda: runtime.status(NS, "iris").ready_replicas == 2, 30, "Ready")
     old = {r.name: r.pid for r in runtime.replicas(NS)}
 
@@ -329,11 +327,11 @@ async def test_rolling_update_fails_no_request(make_runtime, iris, iris_copy, wa
 
         async def call() -> None:
             async with runtime.connect(NS, "iris", timeout=10) as base:
-                assert await predict(http, f"{base}/v1/models/iris:predict", iris.instances) == iris.expected
+                assert await predict(http, f"{base}/v1/models/iris:predict", svc.instances) == svc.expected
 
         callers.start(4, call)
         await wait_for(lambda: callers.ok > 20, 10, "calls before the update")
-        await runtime.apply(spec_for(iris_copy, min_replicas=2, max_replicas=2, generation=2))
+        await runtime.apply(spec_for(svc_copy, min_replicas=2, max_replicas=2, generation=2))
 
         def rolled() -> bool:
             replicas = runtime.replicas(NS)
@@ -376,10 +374,10 @@ ORPHAN_SCRIPT = textwrap.dedent(
 
 
 @pytest.mark.timeout(90)
-async def test_orphans_of_a_crashed_runtime_are_reaped(make_runtime, iris, tmp_path, wait_for) -> None:
+async def test_orphans_of_a_crashed_runtime_are_reaped(make_runtime, svc, tmp_path, wait_for) -> None:
     data_dir = tmp_path / "data"
     crashed = subprocess.Popen(
-        [sys.executable, "-c", ORPHAN_SCRIPT, str(data_dir), str(iris.model_dir)],
+        [sys.executable, "-c", ORPHAN_SCRIPT, str(data_dir), str(svc.model_dir)],
         stdout=subprocess.PIPE,
         start_new_session=True,
     )
@@ -396,11 +394,11 @@ async def test_orphans_of_a_crashed_runtime_are_reaped(make_runtime, iris, tmp_p
         assert not process_alive(info["pid"])
         assert not list((data_dir / "run").glob("*.json"))
         # The port is free again: the model comes back on it.
-        status = await runtime.apply(spec_for(iris.model_dir, port=info["port"]))
+        status = await runtime.apply(spec_for(svc.model_dir, port=info["port"]))
         assert status.port == info["port"] and status.phase != FAILED_TO_LOAD
         await wait_for(lambda: runtime.status(NS, "iris").ready, 30, "Ready again")
         async with client() as http:
-            assert await predict(http, status.url, iris.instances) == iris.expected
+            assert await predict(http, status.url, svc.instances) == svc.expected
     finally:
         with contextlib.suppress(ProcessLookupError):
             crashed.kill()
@@ -408,20 +406,20 @@ async def test_orphans_of_a_crashed_runtime_are_reaped(make_runtime, iris, tmp_p
 
 
 @pytest.mark.timeout(90)
-async def test_a_restarted_runtime_serves_on_the_same_url(make_runtime, iris, tmp_path, wait_for) -> None:
+async def test_a_restarted_runtime_serves_on_the_same_url(make_runtime, svc, tmp_path, wait_for) -> None:
     data_dir = tmp_path / "data"
     first = await make_runtime(data_dir=data_dir)
-    status = await first.apply(spec_for(iris.model_dir))
+    status = await first.apply(spec_for(svc.model_dir))
     await wait_for(lambda: first.status(NS, "iris").ready, 30, "Ready")
     async with client() as http:
-        assert await predict(http, status.url, iris.instances) == iris.expected
+        assert await predict(http, status.url, svc.instances) == svc.expected
         await first.close()
         assert port_is_closed(status.port)
 
         # The control plane stored the port; a new runtime brings the model back on it.
-        stored = spec_for(iris.model_dir, port=status.port)
+        stored = spec_for(svc.model_dir, port=status.port)
         second = await make_runtime(data_dir=data_dir)
         await second.start([stored])
         assert second.status(NS, "iris").url == status.url
         await wait_for(lambda: second.status(NS, "iris").ready, 30, "Ready after the restart")
-        assert await predict(http, status.url, iris.instances) == iris.expected
+        assert await predict(http, status.url, svc.instances) == svc.expected

@@ -1,0 +1,385 @@
+"""The ASGI app of one model replica: routing, error shape, metrics and in-flight statistics.
+
+A plain ASGI callable with a dict-based router rather than a web framework: the model name is fixed
+per replica, so every valid path is known up front and routing is one dict lookup. Only a miss takes
+the slow path that works out whether the model name or the route was wrong.
+
+Errors are always ``{"error": "<one line>"}`` with a 4xx/5xx status; nothing a request does escapes
+as an unhandled exception (the replica must never die of a request).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, NamedTuple, TypeVar
+
+from inferbox.server.batching import Batcher
+from inferbox.server.errors import InferenceError, ModelLoadError, one_line
+from inferbox.server.metrics import METRICS_CONTENT_TYPE, InflightStats, Metrics
+from inferbox.server.model import Model
+from inferbox.server.protocol import dumps, v1, v2
+
+logger = logging.getLogger("inferbox.server")
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+Response = tuple[int, bytes, bytes]  # status, body, content type
+Handler = Callable[[Scope, Receive], Awaitable[Response]]
+T = TypeVar("T")
+
+JSON = b"application/json"
+_MAX_PATH_IN_ERROR = 200
+# How long an inference call that arrives during loading waits for the model before it gets a 503.
+LOAD_WAIT_SECONDS = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class AppConfig:
+    """Everything the app needs to know, from the command line."""
+
+    name: str
+    framework: str
+    model_path: Path
+    max_batch_size: int = 32
+    max_batch_wait_ms: float = 2.0
+    task: str | None = None
+    #: Larger request bodies are refused with 413 instead of being buffered.
+    max_body_bytes: int = 100 * 1024 * 1024
+
+
+class _Route(NamedTuple):
+    endpoint: str  # the metrics label
+    method: str
+    handler: Handler
+    inference: bool  # counted in /inferbox/stats and announced to the batcher
+
+
+def _error(status: int, message: str) -> Response:
+    return status, dumps({"error": message}), JSON
+
+
+def _server_version() -> str:
+    try:
+        return version("inferbox")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+class App:
+    """The replica's ASGI application. Build it with :func:`build_app`.
+
+    The model is loaded in a background thread when the lifespan starts, so liveness answers at once
+    and readiness turns 200 when the model is in. ``load_error`` holds the one-line reason when
+    loading failed; ``on_load_error`` (set by the command line) is then called on the event loop, as
+    ``on_loaded`` is after a successful load.
+    """
+
+    def __init__(self, config: AppConfig, loader: Callable[[], Model]) -> None:
+        self.config = config
+        self.name = config.name
+        self._loader = loader
+        self.model: Model | None = None
+        self.load_error: str | None = None
+        self.on_load_error: Callable[[str], None] | None = None
+        self.on_loaded: Callable[[], None] | None = None
+        self._batcher: Batcher | None = None
+        self._metadata = b""
+        self._stats = InflightStats()
+        self._metrics = Metrics(self._stats)
+        self._server_metadata = v2.server_metadata(_server_version())
+        self._loading: asyncio.Future[Model] | None = None
+        self._routes = self._build_routes()
+
+    # -- ASGI entry points ---------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+        # websockets are not served; uvicorn closes them when the app returns without accepting
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        route = self._routes.get(scope["path"])
+        if route is None:
+            route = self._miss(scope["path"], scope["method"])
+        inference = route.inference
+        if inference:
+            self._stats.enter()
+        try:
+            if scope["method"] != route.method:
+                status, body, content_type = _error(
+                    405, f"method {scope['method']} not allowed; use {route.method}"
+                )
+                extra = [(b"allow", route.method.encode())]
+            else:
+                extra = []
+                try:
+                    status, body, content_type = await route.handler(scope, receive)
+                except InferenceError as exc:
+                    status, body, content_type = _error(exc.status, exc.message)
+                except Exception as exc:
+                    logger.exception("%s failed", route.endpoint)
+                    status, body, content_type = _error(500, one_line(exc))
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [
+                        (b"content-type", content_type),
+                        (b"content-length", b"%d" % len(body)),
+                        *extra,
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+        finally:
+            if inference:
+                self._stats.leave()
+        self._metrics.observe_request(route.endpoint, status, time.perf_counter() - started)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self._start_loading()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self._batcher is not None:
+                    await self._batcher.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # -- model loading -------------------------------------------------------------------------
+
+    def _start_loading(self) -> None:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[Model] = loop.create_future()
+        self._loading = done
+
+        def work() -> None:
+            try:
+                started = time.perf_counter()
+                model = self._loader()
+                model.warm_up()
+                logger.info("model %r loaded in %.2f s", self.name, time.perf_counter() - started)
+                outcome: tuple[Model | None, BaseException | None] = (model, None)
+            except BaseException as exc:
+                outcome = (None, exc)
+            # RuntimeError: the loop closed while loading (shut down mid-load); nobody is waiting.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._loaded, *outcome)
+
+        # A daemon thread rather than the default executor: a shutdown during a long load must not
+        # wait for the load to finish.
+        threading.Thread(target=work, name="inferbox-load", daemon=True).start()
+
+    def _loaded(self, model: Model | None, exc: BaseException | None) -> None:
+        assert self._loading is not None
+        if model is None:
+            self.load_error = one_line(exc) if exc is not None else "unknown error"
+            self._loading.set_exception(ModelLoadError(self.load_error))
+            self._loading.exception()  # mark retrieved: the failure is reported through load_error
+            if self.on_load_error is not None:
+                self.on_load_error(self.load_error)
+            return
+        self._batcher = Batcher(
+            model.predict,
+            max_batch_size=self.config.max_batch_size,
+            max_batch_wait=self.config.max_batch_wait_ms / 1000.0,
+            batchable=model.batchable,
+            on_batch=self._metrics.observe_batch,
+        )
+        self._metadata = v2.model_metadata(self.name, model)
+        self.model = model  # last: readiness flips here
+        self._loading.set_result(model)
+        if self.on_loaded is not None:
+            self.on_loaded()
+
+    async def wait_loaded(self) -> Model:
+        """Wait for the model load started by the lifespan; raises what the load raised."""
+        assert self._loading is not None, "the lifespan has not started"
+        return await asyncio.shield(self._loading)
+
+    async def _serving_model(self) -> tuple[Model, Batcher]:
+        """The model for an inference call. A call that arrives while the model is still loading waits
+        for it (bounded), instead of failing: a replica woken from zero by a caller accepts that
+        caller's connection before its model is in, and that first call must succeed."""
+        if self.model is None and self.load_error is None and self._loading is not None:
+            with contextlib.suppress(ModelLoadError, TimeoutError):
+                await asyncio.wait_for(self.wait_loaded(), LOAD_WAIT_SECONDS)
+        return self._ready_model()
+
+    def _ready_model(self) -> tuple[Model, Batcher]:
+        model, batcher = self.model, self._batcher
+        if model is None or batcher is None:
+            if self.load_error is not None:
+                raise InferenceError(503, f"model {self.name!r} failed to load: {self.load_error}")
+            raise InferenceError(503, f"model {self.name!r} is not ready")
+        return model, batcher
+
+    # -- routing -------------------------------------------------------------------------------
+
+    def _build_routes(self) -> dict[str, _Route]:
+        name = self.name
+        routes = {
+            "/v1/models": _Route("v1_models", "GET", self._v1_models, False),
+            f"/v1/models/{name}": _Route("v1_model_ready", "GET", self._v1_model_ready, False),
+            f"/v1/models/{name}:predict": _Route("v1_predict", "POST", self._v1_predict, True),
+            "/v2": _Route("v2_server_metadata", "GET", self._v2_server_metadata, False),
+            "/v2/health/live": _Route("v2_live", "GET", self._v2_live, False),
+            "/v2/health/ready": _Route("v2_ready", "GET", self._v2_ready, False),
+            "/metrics": _Route("metrics", "GET", self._prometheus, False),
+            "/inferbox/stats": _Route("stats", "GET", self._inferbox_stats, False),
+        }
+        # The only model version is "1"; the versioned paths are the same endpoints.
+        for prefix in (f"/v2/models/{name}", f"/v2/models/{name}/versions/1"):
+            routes[prefix] = _Route("v2_model_metadata", "GET", self._v2_model_metadata, False)
+            routes[f"{prefix}/ready"] = _Route("v2_model_ready", "GET", self._v2_model_ready, False)
+            routes[f"{prefix}/infer"] = _Route("v2_infer", "POST", self._v2_infer, True)
+        return routes
+
+    def _miss(self, path: str, method: str) -> _Route:
+        """The route for a path that matched nothing: a 404 saying whether the model or the path is
+        unknown, whatever the method."""
+        message = f"no route for {path[:_MAX_PATH_IN_ERROR]}"
+        for prefix in ("/v1/models/", "/v2/models/"):
+            if path.startswith(prefix):
+                model_name = path[len(prefix) :].split("/", 1)[0]
+                if prefix == "/v1/models/":
+                    model_name = model_name.split(":", 1)[0]
+                if model_name and model_name != self.name:
+                    shown = model_name[:_MAX_PATH_IN_ERROR]
+                    message = f"model {shown!r} not found; this server serves {self.name!r}"
+                elif model_name and "/versions/" in path:
+                    message = f"model {self.name!r} has only version 1"
+
+        async def not_found(scope: Scope, receive: Receive) -> Response:
+            return _error(404, message)
+
+        return _Route("not_found", method, not_found, False)
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    async def _read_body(self, receive: Receive) -> bytes:
+        message = await receive()
+        body: bytes = message.get("body", b"")
+        if not message.get("more_body", False):
+            return body
+        chunks = [body]
+        size = len(body)
+        limit = self.config.max_body_bytes
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise InferenceError(499, "client disconnected")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise InferenceError(413, f"request body is larger than {limit} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    async def _framework(self, model: Model, call: Awaitable[T]) -> T:
+        """Await a framework call, turning what the framework raised into a 400 or 500."""
+        try:
+            return await call
+        except InferenceError:
+            raise
+        except Exception as exc:
+            error = model.error_for(exc)
+            if error.status >= 500:
+                logger.error("prediction failed: %s", error.message, exc_info=exc)
+            raise error from None
+
+    # -- V1 ------------------------------------------------------------------------------------
+
+    async def _v1_models(self, scope: Scope, receive: Receive) -> Response:
+        return 200, dumps({"models": [self.name]}), JSON
+
+    async def _v1_model_ready(self, scope: Scope, receive: Receive) -> Response:
+        self._ready_model()
+        return 200, dumps({"name": self.name, "ready": True}), JSON
+
+    async def _v1_predict(self, scope: Scope, receive: Receive) -> Response:
+        model, batcher = await self._serving_model()
+        batcher.expect()
+        try:
+            x = v1.decode(await self._read_body(receive), model)
+        except BaseException:
+            batcher.forget()
+            raise
+        outputs = await self._framework(model, batcher.predict(x, expected=True))
+        return 200, v1.encode(outputs[0]), JSON
+
+    # -- V2 ------------------------------------------------------------------------------------
+
+    async def _v2_server_metadata(self, scope: Scope, receive: Receive) -> Response:
+        return 200, self._server_metadata, JSON
+
+    async def _v2_live(self, scope: Scope, receive: Receive) -> Response:
+        return 200, b'{"live":true}', JSON
+
+    async def _v2_ready(self, scope: Scope, receive: Receive) -> Response:
+        self._ready_model()
+        return 200, b'{"ready":true}', JSON
+
+    async def _v2_model_metadata(self, scope: Scope, receive: Receive) -> Response:
+        self._ready_model()
+        return 200, self._metadata, JSON
+
+    async def _v2_model_ready(self, scope: Scope, receive: Receive) -> Response:
+        self._ready_model()
+        return 200, dumps({"name": self.name, "ready": True}), JSON
+
+    async def _v2_infer(self, scope: Scope, receive: Receive) -> Response:
+        model, batcher = await self._serving_model()
+        batcher.expect()
+        try:
+            request = v2.decode(await self._read_body(receive), model)
+        except BaseException:
+            batcher.forget()
+            raise
+        if request.x is not None:
+            outputs = await self._framework(model, batcher.predict(request.x, expected=True))
+        else:
+            batcher.forget()
+            assert request.feeds is not None
+            outputs = await self._framework(
+                model, batcher.run_alone(partial(model.predict_named, request.feeds))
+            )
+        return 200, v2.encode(self.name, request, model.output_names, outputs), JSON
+
+    # -- operations ----------------------------------------------------------------------------
+
+    async def _prometheus(self, scope: Scope, receive: Receive) -> Response:
+        return 200, self._metrics.render(), METRICS_CONTENT_TYPE
+
+    async def _inferbox_stats(self, scope: Scope, receive: Receive) -> Response:
+        stats = self._stats
+        body = {"inflight": stats.inflight, "requests": stats.requests, "busySeconds": stats.busy_seconds()}
+        return 200, dumps(body), JSON
+
+
+def build_app(config: AppConfig, loader: Callable[[], Model] | None = None) -> App:
+    """Build the replica's app. ``loader`` loads the model (in a background thread at start-up); by
+    default it is the framework loader for ``config.framework`` and ``config.model_path``."""
+    if loader is None:
+        from inferbox.server.frameworks import load_model
+
+        loader = partial(load_model, config.framework, config.model_path, task=config.task)
+    return App(config, loader)
