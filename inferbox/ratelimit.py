@@ -14,6 +14,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 from limits import RateLimitItem, RateLimitItemPerSecond
 from limits.aio.strategies import FixedWindowRateLimiter
@@ -37,7 +38,7 @@ class Quota:
     amount: int
     seconds: int
 
-    @property
+    @cached_property
     def item(self) -> RateLimitItem:
         return _WindowItem(self.amount, self.seconds)
 
@@ -102,12 +103,25 @@ class Limiter:
         self._strategy = FixedWindowRateLimiter(self._storage)  # type: ignore[arg-type]
 
     async def hit(self, key: str, quotas: Sequence[Quota], cost: int = 1) -> Decision:
+        """Spend `cost` of each quota in turn until one refuses. The fixed-window strategy's own hit
+        is one increment compared with the amount; doing that increment here keeps its count, so the
+        answer's remaining budget costs one more storage call per quota instead of three."""
+        storage = self._storage
+        now = time.time()
         refused: Quota | None = None
+        states = []
         for quota in quotas:
-            if not await self._strategy.hit(quota.item, key, quota.name, cost=cost):
-                refused = quota
-                break
-        return Decision(refused is None, await self.states(key, quotas), refused)
+            item = quota.item
+            storage_key = item.key_for(key, quota.name)
+            if refused is None:
+                count = await storage.incr(storage_key, item.get_expiry(), amount=cost)
+                if count > quota.amount:
+                    refused = quota
+            else:
+                count = await storage.get(storage_key)
+            reset_after = max(0, math.ceil(await storage.get_expiry(storage_key) - now))
+            states.append(QuotaState(quota, max(0, quota.amount - count), reset_after))
+        return Decision(refused is None, tuple(states), refused)
 
     async def test(self, key: str, quotas: Sequence[Quota]) -> Decision:
         """Would one more request be admitted? Spends nothing."""

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 import httpx
+import orjson
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
@@ -26,6 +27,7 @@ from inferbox.errors import ApiError, bad_request, conflict, not_found
 from inferbox.events import EventBus
 from inferbox.runtime import ModelNotRunning, ModelSpec, ModelStatus, Runtime
 from inferbox.runtime.base import UNKNOWN
+from inferbox.runtime.client import ReplicaClient, ReplicaTimeout, ReplicaUnreachable
 from inferbox.server.frameworks import FRAMEWORKS, missing_extra
 from inferbox.storage import StorageError
 from inferbox.storage import validate as validate_storage
@@ -40,6 +42,7 @@ SCALE_METRICS = ("concurrency", "rps", "cpu", "memory")
 DEFAULTS = {"minReplicas": 1, "maxReplicas": 1, "scaleTarget": 10, "scaleMetric": "concurrency"}
 READY_WAIT_SECONDS = 30.0
 PREDICT_TIMEOUT_SECONDS = 60.0
+JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 @dataclass(frozen=True)
@@ -139,7 +142,7 @@ class ModelService:
         self.runtime = runtime
         self.events = events
         self.audit = audit
-        self._http: httpx.AsyncClient | None = None
+        self._http = ReplicaClient(timeout=PREDICT_TIMEOUT_SECONDS)
         # Called (in a worker thread) before a model's row goes, so that what hangs off it (its
         # publication) is taken down with its own audit, events and listeners first.
         self.before_delete: list[Callable[[Model, Actor], None]] = []
@@ -149,17 +152,12 @@ class ModelService:
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
         """Bring every stored model back to its desired replicas."""
-        self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(PREDICT_TIMEOUT_SECONDS, connect=5.0),
-            limits=httpx.Limits(max_connections=512, max_keepalive_connections=128),
-        )
         rows = await run_in_threadpool(self._all_rows)
         await self.runtime.start([_spec(r) for r in rows])
         await run_in_threadpool(self._remember_ports, rows)
 
     async def close(self) -> None:
-        if self._http is not None:
-            await self._http.aclose()
+        await self._http.close()
         await self.runtime.close()
 
     def _all_rows(self) -> list[Model]:
@@ -276,54 +274,44 @@ class ModelService:
             try:
                 row = await run_in_threadpool(self._insert, row)
             except IntegrityError:
-                self.audit.record(
-                    actor,
-                    "model.create",
-                    FAILURE,
-                    target=name,
-                    tenant=namespace,
-                    details={"reason": "exists"},
-                )
+                self._create_failed(actor, namespace, name, "exists")
                 raise conflict(
                     "Model already exists", f"A model named '{name}' exists in '{namespace}'"
                 ) from None
+            # Announced before the runtime starts on it, so that listeners hear `created` before the
+            # status changes the runtime reports; a refusal below is announced as `deleted`.
+            self.events.publish(ev.MODEL_CREATED, namespace, name, {"config": config.to_json()})
             try:
                 status = await self.runtime.apply(_spec(row))
             except ValueError as exc:
                 await run_in_threadpool(self._delete_row, row.id)
-                self.audit.record(
-                    actor,
-                    "model.create",
-                    FAILURE,
-                    target=name,
-                    tenant=namespace,
-                    details={"reason": str(exc)},
-                )
+                self._create_failed(actor, namespace, name, str(exc), announce=True)
                 raise bad_request(str(exc)) from None
             except Exception as exc:
                 log.exception("runtime failed to create %s/%s", namespace, name)
                 await self._undo_create(row)
-                self.audit.record(
-                    actor,
-                    "model.create",
-                    FAILURE,
-                    target=name,
-                    tenant=namespace,
-                    details={"reason": type(exc).__name__},
-                )
+                self._create_failed(actor, namespace, name, type(exc).__name__, announce=True)
                 raise ApiError(500, "Failed to create model", f"Runtime error: {exc}") from None
             if status.port is not None:
                 await run_in_threadpool(self._set_port, row.id, status.port)
         self.audit.record(
             actor, "model.create", SUCCESS, target=name, tenant=namespace, details=config.to_json()
         )
-        self.events.publish(ev.MODEL_CREATED, namespace, name, {"config": config.to_json()})
         return {
             "message": "Model created successfully",
             "name": name,
             "namespace": namespace,
             "config": config.to_json(),
         }
+
+    def _create_failed(
+        self, actor: Actor, namespace: str, name: str, reason: str, *, announce: bool = False
+    ) -> None:
+        self.audit.record(
+            actor, "model.create", FAILURE, target=name, tenant=namespace, details={"reason": reason}
+        )
+        if announce:
+            self.events.publish(ev.MODEL_DELETED, namespace, name, {"reason": reason})
 
     async def _undo_create(self, row: Model) -> None:
         try:
@@ -447,29 +435,26 @@ class ModelService:
     async def predict(self, row: Model, input_data: Any) -> tuple[int, bytes]:
         """Send `input_data` to a replica, as V1 or V2 by its shape; the model's answer comes back as is."""
         path = self._predict_path(row.name, input_data)
-        assert self._http is not None
+        body = orjson.dumps(input_data)
         for attempt in range(2):
             try:
                 async with self.runtime.connect(row.namespace, row.name, READY_WAIT_SECONDS) as base_url:
-                    response = await self._http.post(base_url + path, json=input_data)
-                    return response.status_code, response.content
+                    answer = await self._http.request("POST", base_url, path, body, JSON_HEADERS)
+                    return answer.status, answer.body
             except ModelNotRunning as exc:
                 raise ApiError(
                     503, "Model not ready", str(exc), headers={"Retry-After": str(exc.retry_after)}
                 ) from None
-            except httpx.TimeoutException:
+            except ReplicaTimeout:
                 raise ApiError(
                     504, "Model timed out", f"No answer from '{row.name}' within {PREDICT_TIMEOUT_SECONDS:g}s"
                 ) from None
-            except httpx.TransportError as exc:
+            except ReplicaUnreachable as exc:
                 # A replica that died between being picked and answering: try another one once.
                 if attempt == 0:
                     continue
                 raise ApiError(
-                    503,
-                    "Model not ready",
-                    f"Replica unavailable: {type(exc).__name__}",
-                    headers={"Retry-After": "1"},
+                    503, "Model not ready", f"Replica unavailable: {exc}", headers={"Retry-After": "1"}
                 ) from None
         raise AssertionError("unreachable")
 
@@ -495,9 +480,11 @@ class ModelService:
             await run_in_threadpool(check_url, url)
         except OutboundRefused as exc:
             raise bad_request(f"Field 'connectionSettings.url': {exc}") from None
-        assert self._http is not None
+        # An arbitrary (maybe https) URL: the general-purpose client, not the replica client.
+        body = orjson.dumps(input_data)
         try:
-            response = await self._http.post(url, json=input_data, headers=headers, follow_redirects=False)
+            async with httpx.AsyncClient(timeout=PREDICT_TIMEOUT_SECONDS, follow_redirects=False) as client:
+                response = await client.post(url, content=body, headers={**headers, **JSON_HEADERS})
         except httpx.TimeoutException:
             raise ApiError(504, "Model timed out", f"No answer from {url}") from None
         except httpx.TransportError as exc:
@@ -507,12 +494,19 @@ class ModelService:
     async def input_example(self, row: Model) -> list[list[float]] | None:
         """Rows that fit the model, from the input width its replica reports (V2 metadata), for
         documentation; None when the model cannot tell (not ready, or no fixed width)."""
-        assert self._http is not None
         try:
             async with self.runtime.connect(row.namespace, row.name, 2.0) as base_url:
-                response = await self._http.get(f"{base_url}/v2/models/{row.name}", timeout=2.0)
-            shape = response.json()["inputs"][0]["shape"]
-        except (ModelNotRunning, httpx.HTTPError, KeyError, IndexError, TypeError, ValueError):
+                answer = await self._http.request("GET", base_url, f"/v2/models/{row.name}", timeout=2.0)
+            shape = orjson.loads(answer.body)["inputs"][0]["shape"]
+        except (
+            ModelNotRunning,
+            ReplicaTimeout,
+            ReplicaUnreachable,
+            KeyError,
+            IndexError,
+            TypeError,
+            ValueError,
+        ):
             return None
         width = shape[-1] if isinstance(shape, list) and len(shape) == 2 else None
         if not isinstance(width, int) or not 0 < width <= 64:

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -25,6 +24,7 @@ from inferbox.gateway.usage import UsageRecorder
 from inferbox.metrics import LATENCY_BUCKETS
 from inferbox.ratelimit import Decision, Limiter
 from inferbox.runtime import ModelNotRunning
+from inferbox.runtime.client import ReplicaClient, ReplicaTimeout, ReplicaUnreachable
 
 log = logging.getLogger("inferbox.gateway")
 
@@ -89,13 +89,10 @@ class Gateway:
         self.tenant_exists = tenant_exists
         self.upstream = upstream
         self.metrics = GatewayMetrics()
-        self.http = httpx.AsyncClient(
-            timeout=httpx.Timeout(UPSTREAM_TIMEOUT_SECONDS, connect=5.0),
-            limits=httpx.Limits(max_connections=1024, max_keepalive_connections=256),
-        )
+        self.http = ReplicaClient(timeout=UPSTREAM_TIMEOUT_SECONDS)
 
     async def aclose(self) -> None:
-        await self.http.aclose()
+        await self.http.close()
 
     # -- ASGI ------------------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -221,29 +218,23 @@ class Gateway:
         for attempt in range(2):
             try:
                 async with self.upstream.connect(route, READY_WAIT_SECONDS) as base_url:
-                    response = await self.http.request(
-                        method, base_url + path, content=body, headers=send_headers
-                    )
-                    return (
-                        response.status_code,
-                        response.content,
-                        response.headers.get("content-type", "application/json"),
-                    )
+                    answer = await self.http.request(method, base_url, path, body, send_headers)
+                    return answer.status, answer.body, answer.content_type
             except ModelNotRunning as exc:
                 raise Reply(
                     503,
                     {"error": "Model not ready", "details": str(exc)},
                     {"Retry-After": str(exc.retry_after)},
                 ) from None
-            except httpx.TimeoutException:
+            except ReplicaTimeout:
                 raise Reply(
                     504, {"error": "Model timed out", "details": "No answer from the model in time"}
                 ) from None
-            except httpx.TransportError as exc:
+            except ReplicaUnreachable as exc:
                 if attempt == 0:
                     continue  # the replica died after it was picked: try another once
                 raise Reply(
-                    503, {"error": "Model not ready", "details": type(exc).__name__}, {"Retry-After": "1"}
+                    503, {"error": "Model not ready", "details": str(exc)}, {"Retry-After": "1"}
                 ) from None
         raise AssertionError("unreachable")
 

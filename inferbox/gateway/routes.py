@@ -7,6 +7,7 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
@@ -55,7 +56,7 @@ class Route:
     def public(self) -> bool:
         return not self.require_api_key and not self.allowed_tenants
 
-    @property
+    @cached_property
     def quotas(self) -> tuple[Quota, ...]:
         return (
             Quota("burstLimit", self.burst_limit, 1),
@@ -63,7 +64,7 @@ class Route:
             Quota("requestsPerHour", self.requests_per_hour, 3600),
         )
 
-    @property
+    @cached_property
     def token_quota(self) -> Quota:
         return Quota("tokensPerHour", self.tokens_per_hour, 3600)
 

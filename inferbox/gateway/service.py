@@ -63,6 +63,8 @@ class GatewayService:
             access_log=False,
             server_header=False,
             lifespan="off",
+            proxy_headers=False,  # the client address is the peer's; no proxy is trusted
+            ws="none",
             http="httptools",
             loop="none",
         )

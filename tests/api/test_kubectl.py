@@ -11,8 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from conftest import settings_for
-from support import RunningServer, start_server, wait_for
+from support import RunningServer, settings_for, start_server, wait_for
 from test_models import wait_ready
 
 from inferbox.kubectl.guard import CommandRefused, parse
@@ -166,7 +165,8 @@ def test_api_resources_version_and_explain(admin: httpx.Client) -> None:
     assert resources[0].split() == ["NAME", "SHORTNAMES", "APIVERSION", "NAMESPACED", "KIND"]
     rows = {line.split()[0]: line.split() for line in resources[1:]}
     assert rows["pods"] == ["pods", "po", "v1", "true", "Pod"]
-    assert rows["inferenceservices"] == ["inferenceservices", "isvc", "serving.kserve.io/v1beta1", "true", "InferenceService"]  # fmt: skip
+    isvc = ["inferenceservices", "isvc", "serving.kserve.io/v1beta1", "true", "InferenceService"]
+    assert rows["inferenceservices"] == isvc
     assert "pods" not in kubectl(admin, "api-resources --namespaced=false")
 
     version = kubectl(admin, "version")
