@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -28,6 +29,9 @@ def create_app(platform: Platform) -> FastAPI:
         platform.events.bind(asyncio.get_running_loop())
         await platform.models.start()
         await platform.gateway.start()
+        # Everything made at start-up lives as long as the process: keep it out of the collector's
+        # sweeps, which would otherwise walk this whole heap on the gateway's hot path.
+        gc.freeze()
         try:
             yield
         finally:
