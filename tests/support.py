@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -158,3 +162,35 @@ def publish(
         r = c.post(f"/api/models/{name}/publish", json={"config": config or {}})
     assert r.status_code == 201, r.text
     return r.json()["publishedModel"]
+
+
+@contextmanager
+def gateway_process(srv: RunningServer, **extra: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JWT_", "ADMIN_", "DATABASE_", "REDIS_"))}
+    env.update(
+        DATABASE_URL=srv.settings.effective_database_url,
+        JWT_SECRET=srv.settings.jwt_secret or "",
+        INFERBOX_DATA_DIR=str(srv.settings.data_dir),
+        GATEWAY_PORT=str(port),
+        HOST="127.0.0.1",
+        **extra,
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "inferbox", "gateway"], env=env, stderr=subprocess.PIPE, text=True
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        try:
+            return httpx.get(f"{url}/health", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        wait_for(up, timeout=30)
+        yield url, proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)

@@ -136,6 +136,11 @@ def test_serve_generates_the_admin_password_once_and_keeps_state_across_restarts
             httpx.post(f"{base}/api/admin/tenants", json={"name": "tenant-a"}, headers=headers).status_code
             == 201
         )
+        # A token from `inferbox token` (same data dir, so the same kept secret) lists the tenant's models.
+        user_token = run(["token", "--tenant", "tenant-a"], env).stdout.strip()
+        listed = httpx.get(f"{base}/api/models", headers={"Authorization": f"Bearer {user_token}"})
+        assert listed.status_code == 200
+        assert listed.json() == {"models": []}
         wrong = httpx.post(f"{base}/api/admin/login", json={"username": "admin", "password": "hunter2-wrong"})
         assert wrong.status_code == 401
     out, err = proc.communicate()

@@ -3,50 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import psycopg
 import pytest
-from support import IRIS_ROW, POSTGRES_URL, REDIS_URL, RunningServer, deploy, free_port, publish, wait_for
-
-
-@contextmanager
-def gateway_process(srv: RunningServer, **extra: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("JWT_", "ADMIN_", "DATABASE_", "REDIS_"))}
-    env.update(
-        DATABASE_URL=srv.settings.effective_database_url,
-        JWT_SECRET=srv.settings.jwt_secret or "",
-        INFERBOX_DATA_DIR=str(srv.settings.data_dir),
-        GATEWAY_PORT=str(port),
-        HOST="127.0.0.1",
-        **extra,
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "inferbox", "gateway"], env=env, stderr=subprocess.PIPE, text=True
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-        try:
-            return httpx.get(f"{url}/health", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    try:
-        wait_for(up, timeout=30)
-        yield url, proc
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
+from support import IRIS_ROW, POSTGRES_URL, REDIS_URL, deploy, gateway_process, publish, wait_for
 
 
 def test_two_gateways_sharing_redis_admit_exactly_n(make_server, sklearn_dir: Path) -> None:
