@@ -476,24 +476,3 @@ class PublishingService:
             ev.PUBLICATION_KEY_ROTATED, model.namespace, model.name, {"gracePeriodSeconds": grace_seconds}
         )
         return {"message": "API key rotated successfully", "newApiKey": key, "updatedAt": iso(stamp)}
-
-    def check_key(self, key: str) -> tuple[str, str] | None:
-        """(tenant, model) of a valid, unexpired key, else None."""
-        lookup = apikeys.lookup_id(key)
-        if lookup is None:
-            return None
-        with self.store.session() as session:
-            row = session.execute(
-                select(ApiKey, Model)
-                .join(Publication, ApiKey.publication_id == Publication.id)
-                .join(Model, Publication.model_id == Model.id)
-                .where(ApiKey.lookup_id == lookup)
-            ).first()
-        if row is None:
-            return None
-        stored, model = row
-        if not apikeys.matches(key, stored.salt, stored.key_hash):
-            return None
-        if stored.expires_at is not None and stored.expires_at <= now():
-            return None
-        return model.namespace, model.name

@@ -80,6 +80,7 @@ class RouteTable:
     def __init__(self, store: Store) -> None:
         self._store = store
         self._routes: dict[tuple[str, str], Route] = {}
+        self._by_key: dict[str, Route] = {}  # key lookup id → its route
         self._lock = threading.Lock()
 
     def reload(self) -> None:
@@ -108,8 +109,15 @@ class RouteTable:
                 keys={k.lookup_id: KeyEntry(k.salt, k.key_hash, k.expires_at) for k in pub.keys},
             )
             routes[(route.host_key, route.external_path)] = route
+        by_key = {lookup: route for route in routes.values() for lookup in route.keys}
         with self._lock:
-            self._routes = routes
+            self._routes, self._by_key = routes, by_key
+
+    def find_key(self, key: str, at: datetime) -> Route | None:
+        """The route a valid, unexpired API key belongs to; None for any other string."""
+        lookup = apikeys.lookup_id(key)
+        route = self._by_key.get(lookup) if lookup else None
+        return route if route is not None and route.key_matches(key, at) else None
 
     def __len__(self) -> int:
         return len(self._routes)

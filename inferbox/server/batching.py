@@ -41,6 +41,11 @@ PredictFn = Callable[[np.ndarray], Outputs]
 _RunResult = tuple[list[Outputs | BaseException], list[tuple[int, int]]]
 T = TypeVar("T")
 
+# A lone request whose framework call usually takes less than this runs on the event loop itself: the
+# hop to the worker thread and back costs more than the call (an SVC row is ~0.2 ms), and with nobody
+# else waiting there is nothing to keep the loop free for.
+INLINE_CALL_SECONDS = 0.001
+
 
 @dataclass(slots=True)
 class _Item:
@@ -79,6 +84,9 @@ class Batcher:
         self._opened_at = 0.0  # when the oldest queued request was queued
         self._expected = 0  # announced requests that have not been queued (or given up) yet
         self._running = False
+        # Moving average of one framework call, for the inline decision; unknown until a call ran on
+        # the worker thread, so a model of unknown speed never blocks the loop.
+        self._call_seconds: float | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._closing = False
         self._idle = asyncio.Event()
@@ -162,6 +170,12 @@ class Batcher:
             return
         self._running = True
         xs = [item.x for item in items]
+        quick = self._call_seconds is not None and self._call_seconds < INLINE_CALL_SECONDS
+        if quick and len(items) == 1 and not pending and self._expected == 0:
+            inline: asyncio.Future[_RunResult] = self._loop.create_future()
+            inline.set_result(self._run(xs))
+            self._finish(items, inline)
+            return
         done = self._loop.run_in_executor(self._executor, self._run, xs)
         done.add_done_callback(lambda f: self._finish(items, f))
 
@@ -195,8 +209,9 @@ class Batcher:
     # -- worker thread -------------------------------------------------------------------------
 
     def _run(self, xs: list[np.ndarray]) -> tuple[list[Outputs | BaseException], list[tuple[int, int]]]:
-        """Runs on the worker thread. Returns each member's outputs (or exception) and, for metrics,
-        the (rows, requests) of every framework call made."""
+        """Runs on the worker thread (or inline, for a lone quick request). Returns each member's
+        outputs (or exception) and, for metrics, the (rows, requests) of every framework call made."""
+        started = time.perf_counter()
         results: list[Outputs | BaseException | None] = [None] * len(xs)
         calls: list[tuple[int, int]] = []
         # Only arrays of one dtype and trailing shape are concatenated; concatenating others would
@@ -208,6 +223,9 @@ class Batcher:
             members = [xs[i] for i in indices]
             for i, result in zip(indices, self._run_group(members, calls), strict=True):
                 results[i] = result
+        per_call = (time.perf_counter() - started) / max(1, len(calls))
+        previous = self._call_seconds
+        self._call_seconds = per_call if previous is None else 0.8 * previous + 0.2 * per_call
         return results, calls  # type: ignore[return-value]
 
     def _run_group(self, xs: list[np.ndarray], calls: list[tuple[int, int]]) -> list[Outputs | BaseException]:

@@ -199,10 +199,15 @@ def _serve(
     def on_load_error(message: str) -> None:
         server.should_exit = True
 
+    def on_loaded() -> None:
+        # Everything allocated so far (framework, model) lives as long as the process: take it out of
+        # the collector's generations so collections stay short and do not show up as latency spikes.
+        gc.freeze()
+        # The supervisor reads this line to know the replica is ready without polling for it.
+        print(f"{PROG}: ready", file=sys.stderr, flush=True)
+
     app.on_load_error = on_load_error
-    # Everything allocated so far (framework, model) lives as long as the process: take it out of the
-    # garbage collector's generations so collections stay short and do not show up as latency spikes.
-    app.on_loaded = gc.freeze
+    app.on_loaded = on_loaded
     if stop.requested:
         return EXIT_OK
     server.run(sockets=sockets)

@@ -37,6 +37,7 @@ ERROR = "Error"
 # The model server's contract: exit code and stderr line of a model that cannot be loaded.
 EXIT_FAILED_TO_LOAD = 3
 LOAD_FAILURE_PREFIX = "inferbox-model-server: failed to load model:"
+READY_LINE = "inferbox-model-server: ready"
 
 BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 60.0
@@ -352,13 +353,16 @@ class Replica:
             line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
             if line.startswith(LOAD_FAILURE_PREFIX):
                 self.load_error = line[len(LOAD_FAILURE_PREFIX) :].strip()
+            elif line == READY_LINE:
+                self._mark_ready()
             self.owner.replica_output(self, line)
 
     async def _wait_ready(self) -> None:
-        """Poll the replica's own port until the model server says it is ready."""
+        """Poll the replica's own port until the model server says it is ready. The server's ready line
+        on stderr usually says so first (`_pump`); polling is the fallback, so it stays slow."""
         url = self.base_url + READY_PATH
         delay = 0.05
-        while True:
+        while not self.ready:
             try:
                 response = await self._http.get(url, timeout=2.0)
                 if response.status_code == 200:
@@ -367,10 +371,14 @@ class Replica:
                 pass
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 0.5)
-        if not self.stopping:
-            self.ready = True
-            self.phase = RUNNING
-            self.owner.replica_changed(self)
+        self._mark_ready()
+
+    def _mark_ready(self) -> None:
+        if self.ready or self.stopping or self.proc is None or self.proc.returncode is not None:
+            return
+        self.ready = True
+        self.phase = RUNNING
+        self.owner.replica_changed(self)
 
     # -- usage ---------------------------------------------------------------------------------------
 
