@@ -202,6 +202,8 @@ class App:
             max_batch_wait=self.config.max_batch_wait_ms / 1000.0,
             batchable=model.batchable,
             on_batch=self._metrics.observe_batch,
+            # Another inference request in flight means concurrency: batch, never block the loop.
+            alone=lambda: self._stats.inflight <= 1,
         )
         self._metadata = v2.model_metadata(self.name, model)
         self.model = model  # last: readiness flips here

@@ -69,6 +69,7 @@ class Batcher:
         max_batch_wait: float = 0.002,
         batchable: bool = True,
         on_batch: Callable[[int, int], None] | None = None,
+        alone: Callable[[], bool] | None = None,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be at least 1")
@@ -76,6 +77,9 @@ class Batcher:
         self._max_rows = max_batch_size if batchable else 1
         self._max_wait = max(0.0, max_batch_wait)
         self._on_batch = on_batch
+        # Whether the request being dispatched is the only one the server holds (no such knowledge:
+        # never run inline).
+        self._alone = alone or (lambda: False)
         self._loop = asyncio.get_running_loop()
         # One thread: batches run one at a time, which is what makes them grow under load.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inferbox-predict")
@@ -84,6 +88,7 @@ class Batcher:
         self._opened_at = 0.0  # when the oldest queued request was queued
         self._expected = 0  # announced requests that have not been queued (or given up) yet
         self._running = False
+        self._deciding = False  # a lone request waits one turn of the loop for company
         # Moving average of one framework call, for the inline decision; unknown until a call ran on
         # the worker thread, so a model of unknown speed never blocks the loop.
         self._call_seconds: float | None = None
@@ -133,7 +138,7 @@ class Batcher:
     # -- dispatch ------------------------------------------------------------------------------
 
     def _maybe_dispatch(self) -> None:
-        if self._running or not self._pending:
+        if self._running or self._deciding or not self._pending:
             return
         if self._pending_rows < self._max_rows and self._expected > 0 and not self._closing:
             remaining = self._opened_at + self._max_wait - time.monotonic()
@@ -141,14 +146,35 @@ class Batcher:
                 if self._timer is None:
                     self._timer = self._loop.call_later(remaining, self._on_timer)
                 return
+        if self._lone_and_quick():
+            # Looks alone, but requests that arrived with it may not have started yet: they run before
+            # the next turn of the loop. Decide then, so a burst is batched, not run one by one inline.
+            self._deciding = True
+            self._loop.call_soon(self._decide)
+            return
         self._dispatch()
+
+    def _lone_and_quick(self) -> bool:
+        quick = self._call_seconds is not None and self._call_seconds < INLINE_CALL_SECONDS
+        return (
+            quick and len(self._pending) == 1 and self._expected == 0 and not self._closing and self._alone()
+        )
+
+    def _decide(self) -> None:
+        self._deciding = False
+        if self._running or not self._pending:
+            return
+        if self._lone_and_quick():
+            self._dispatch(inline=True)
+        else:
+            self._maybe_dispatch()
 
     def _on_timer(self) -> None:
         self._timer = None
         if not self._running and self._pending:
             self._dispatch()
 
-    def _dispatch(self) -> None:
+    def _dispatch(self, *, inline: bool = False) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -170,11 +196,10 @@ class Batcher:
             return
         self._running = True
         xs = [item.x for item in items]
-        quick = self._call_seconds is not None and self._call_seconds < INLINE_CALL_SECONDS
-        if quick and len(items) == 1 and not pending and self._expected == 0:
-            inline: asyncio.Future[_RunResult] = self._loop.create_future()
-            inline.set_result(self._run(xs))
-            self._finish(items, inline)
+        if inline:
+            ran: asyncio.Future[_RunResult] = self._loop.create_future()
+            ran.set_result(self._run(xs))
+            self._finish(items, ran)
             return
         done = self._loop.run_in_executor(self._executor, self._run, xs)
         done.add_done_callback(lambda f: self._finish(items, f))
