@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
 from inferbox.api.middleware import client_address
 from inferbox.auth.principal import Principal
@@ -13,7 +14,7 @@ from inferbox.errors import forbidden, unauthorized
 from inferbox.platform import Platform
 
 
-def get_platform(request: Request) -> Platform:
+async def get_platform(request: Request) -> Platform:
     return request.app.state.platform
 
 
@@ -24,15 +25,17 @@ def source_ip(request: Request) -> str:
     return client_address(request.scope)
 
 
-def get_principal(request: Request, platform: PlatformDep) -> Principal:
+async def get_principal(request: Request, platform: PlatformDep) -> Principal:
     """The verified caller (the API guard verified the token); 401 for none, a bad one, or an unknown
-    tenant. Refusals of a presented token are audited."""
+    tenant. Refusals of a presented token are audited. Runs on the event loop: the store is only asked
+    (in a worker thread) when the tenant cache does not know the answer."""
     principal: Principal | None = getattr(request.state, "principal", None)
     if principal is None:
         problem = getattr(request.state, "auth_error", None)
         if problem is None:
             raise unauthorized("Missing bearer token")
-        platform.audit.record(
+        await run_in_threadpool(
+            platform.audit.record,
             Actor("anonymous", None, source_ip(request)),
             "auth.tokenRefused",
             DENIED,
@@ -40,8 +43,11 @@ def get_principal(request: Request, platform: PlatformDep) -> Principal:
             details={"reason": problem},
         )
         raise unauthorized(problem)
-    if not principal.is_admin and not platform.tenants.exists(principal.tenant):
-        platform.audit.record(
+    if principal.is_admin or platform.tenants.known(principal.tenant):
+        return principal
+    if not await run_in_threadpool(platform.tenants.exists, principal.tenant):
+        await run_in_threadpool(
+            platform.audit.record,
             Actor(principal.subject, principal.tenant, source_ip(request)),
             "auth.tokenRefused",
             DENIED,
@@ -55,7 +61,7 @@ def get_principal(request: Request, platform: PlatformDep) -> Principal:
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-def get_admin(principal: PrincipalDep) -> Principal:
+async def get_admin(principal: PrincipalDep) -> Principal:
     if not principal.is_admin:
         raise forbidden("Admin access required", "This route is for the platform admin")
     return principal

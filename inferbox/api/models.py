@@ -76,8 +76,13 @@ def read_namespace(principal: Principal, given: str | None) -> str | None:
     return given if principal.is_admin else principal.tenant
 
 
-def find_model(platform: Platform, principal: Principal, name: str, namespace: str | None) -> Model:
-    return platform.models.find(read_namespace(principal, namespace), name)
+async def load_model(platform: Platform, principal: Principal, name: str, namespace: str | None) -> Model:
+    """The caller's model `name` (404 for another tenant's): from the service's cache when it has
+    it, else from the store in a worker thread."""
+    scope = read_namespace(principal, namespace)
+    if scope is not None and (row := platform.models.cached(scope, name)) is not None:
+        return row
+    return await run_in_threadpool(platform.models.find, scope, name)
 
 
 @router.get("/api/models", summary="List models")
@@ -98,10 +103,10 @@ async def create_model(
 
 
 @router.get("/api/models/{name}", summary="Get a model")
-def get_model(
+async def get_model(
     name: str, principal: PrincipalDep, platform: PlatformDep, namespace: str | None = Query(None)
 ) -> JSONResponse:
-    row = find_model(platform, principal, name, namespace)
+    row = await load_model(platform, principal, name, namespace)
     return JSONResponse(platform.models.view(row))
 
 
@@ -114,7 +119,7 @@ async def update_model(
     platform: PlatformDep,
     namespace: str | None = Query(None),
 ) -> JSONResponse:
-    row = await run_in_threadpool(find_model, platform, principal, name, namespace)
+    row = await load_model(platform, principal, name, namespace)
     patch = body.model_dump(exclude_unset=True)
     if not patch:
         raise bad_request("The body names no field to update")
@@ -130,7 +135,7 @@ async def delete_model(
     platform: PlatformDep,
     namespace: str | None = Query(None),
 ) -> JSONResponse:
-    row = await run_in_threadpool(find_model, platform, principal, name, namespace)
+    row = await load_model(platform, principal, name, namespace)
     await platform.models.delete(row, actor_of(principal, request))
     return JSONResponse({"message": "Model deleted successfully"})
 
@@ -164,7 +169,7 @@ async def predict(
             raise bad_request("Field 'connectionSettings.url' is required with useCustom")
         status, content = await service.predict_custom(settings.url, body.inputData, settings.headers or {})
     else:
-        row = await run_in_threadpool(find_model, platform, principal, name, namespace)
+        row = await load_model(platform, principal, name, namespace)
         status, content = await service.predict(row, body.inputData)
     if status >= 400:
         raise _model_error(status, content)
@@ -179,6 +184,6 @@ async def model_logs(
     namespace: str | None = Query(None),
     lines: int = Query(100, ge=1, description=f"how many lines (at most {MAX_LOG_LINES})"),
 ) -> JSONResponse:
-    row = await run_in_threadpool(find_model, platform, principal, name, namespace)
+    row = await load_model(platform, principal, name, namespace)
     text = await platform.models.logs(row, min(lines, MAX_LOG_LINES))
     return JSONResponse({"name": row.name, "namespace": row.namespace, "lines": text})

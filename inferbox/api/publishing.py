@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse
 
 from inferbox.api.deps import PlatformDep, PrincipalDep, actor_of
-from inferbox.api.models import find_model
+from inferbox.api.models import load_model
 from inferbox.auth.principal import Principal
 from inferbox.platform import Platform
 from inferbox.store.tables import Model
@@ -42,7 +42,7 @@ def _namespace(principal: Principal, query: str | None, config: dict[str, Any] |
 
 
 async def _model(platform: Platform, principal: Principal, name: str, namespace: str | None) -> Model:
-    return await run_in_threadpool(find_model, platform, principal, name, namespace)
+    return await load_model(platform, principal, name, namespace)
 
 
 async def _flush_usage(platform: Platform) -> None:

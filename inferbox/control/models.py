@@ -148,6 +148,9 @@ class ModelService:
         self.before_delete: list[Callable[[Model, Actor], None]] = []
         # One create/update/delete at a time per model, so that store and runtime never disagree.
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        # Rows this service wrote or read, by (namespace, name): every predict looks its model up, and
+        # every change to a model goes through this service, which keeps the cache current.
+        self._rows: dict[tuple[str, str], Model] = {}
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -177,6 +180,7 @@ class ModelService:
                     row = session.get(Model, row_id)
                     if row is not None:
                         row.port = port
+                        self._remember(row)
 
     def _lock(self, namespace: str, name: str) -> asyncio.Lock:
         return self._locks.setdefault((namespace, name), asyncio.Lock())
@@ -223,8 +227,14 @@ class ModelService:
             rows = list(session.scalars(stmt))
         return [self.view(r) for r in rows]
 
+    def cached(self, namespace: str, name: str) -> Model | None:
+        """The model's row if this service has it at hand (no store round trip), else None."""
+        return self._rows.get((namespace, name))
+
     def find(self, namespace: str | None, name: str) -> Model:
         """The model `name` in `namespace` (None: in any namespace, for admins); 404 otherwise."""
+        if namespace is not None and (row := self._rows.get((namespace, name))) is not None:
+            return row
         stmt = select(Model).where(Model.name == name)
         if namespace is not None:
             stmt = stmt.where(Model.namespace == namespace)
@@ -235,7 +245,14 @@ class ModelService:
         if len(rows) > 1:
             spaces = ", ".join(sorted(r.namespace for r in rows))
             raise bad_request(f"Model '{name}' exists in several namespaces ({spaces}); pass ?namespace=")
+        self._remember(rows[0])
         return rows[0]
+
+    def _remember(self, row: Model) -> None:
+        self._rows[(row.namespace, row.name)] = row
+
+    def _forget(self, namespace: str, name: str) -> None:
+        self._rows.pop((namespace, name), None)
 
     # -- writing ---------------------------------------------------------------------------------
     async def create(self, namespace: str, body: dict[str, Any], actor: Actor) -> dict[str, Any]:
@@ -322,12 +339,14 @@ class ModelService:
     def _insert(self, row: Model) -> Model:
         with self.store.session() as session:
             session.add(row)
+        self._remember(row)
         return row
 
     def _delete_row(self, row_id: int) -> None:
         with self.store.session() as session:
             row = session.get(Model, row_id)
             if row is not None:
+                self._forget(row.namespace, row.name)
                 session.delete(row)
 
     def _set_port(self, row_id: int, port: int) -> None:
@@ -335,6 +354,7 @@ class ModelService:
             row = session.get(Model, row_id)
             if row is not None:
                 row.port = port
+                self._remember(row)
 
     async def update(self, row: Model, patch: dict[str, Any], actor: Actor) -> dict[str, Any]:
         allowed = ("framework", "storageUri", *DEFAULTS)
@@ -401,7 +421,8 @@ class ModelService:
             if rolled:
                 row.generation += 1
             row.updated_at = now()
-            return row
+        self._remember(row)
+        return row
 
     def _restore(self, spec: ModelSpec, updated_at: datetime) -> None:
         with self.store.session() as session:
@@ -414,6 +435,7 @@ class ModelService:
             row.min_replicas, row.max_replicas = spec.min_replicas, spec.max_replicas
             row.scale_target, row.scale_metric = spec.scale_target, spec.scale_metric
             row.generation, row.updated_at = spec.generation, updated_at
+            self._remember(row)
 
     async def delete(self, row: Model, actor: Actor) -> None:
         async with self._lock(row.namespace, row.name):

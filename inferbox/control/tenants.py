@@ -63,14 +63,14 @@ class TenantDirectory:
         self._loaded_at = 0.0
         self._lock = threading.Lock()
 
-    def exists(self, name: str) -> bool:
+    def known(self, name: str) -> bool:
+        """True when the cache (fresh) knows the tenant; False means "ask `exists`", not "no"."""
         with self._lock:
-            fresh = time.monotonic() - self._loaded_at < self._cache_seconds
-            if fresh and name in self._names:
-                return True
+            return name in self._names and time.monotonic() - self._loaded_at < self._cache_seconds
+
+    def exists(self, name: str) -> bool:
         # A miss always asks the store: a tenant created by another process must work at once.
-        names = self._reload()
-        return name in names
+        return self.known(name) or name in self._reload()
 
     def _reload(self) -> frozenset[str]:
         with self._store.session() as session:

@@ -37,7 +37,11 @@ class Store:
             path = url.split(":///", 1)[-1]
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self.engine: Engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
+            # As many pooled connections as the request thread pool has threads (AnyIO's 40), so that
+            # busy moments reuse connections instead of opening (and re-running the pragmas) each time.
+            self.engine: Engine = create_engine(
+                url, connect_args={"check_same_thread": False, "timeout": 10}, pool_size=40, max_overflow=10
+            )
             event.listen(self.engine, "connect", _sqlite_pragmas)
         else:
             self.engine = create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
