@@ -164,12 +164,6 @@ def cmd_tenant(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_model_server(args: argparse.Namespace) -> int:
-    from inferbox.server.cli import main as server_main
-
-    return server_main(args.rest)
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="inferbox", description="Inference in a box.")
     p.add_argument("--version", action="version", version=f"inferbox {__version__}")
@@ -194,16 +188,19 @@ def parser() -> argparse.ArgumentParser:
     tenant.add_argument("name", nargs="?")
     tenant.set_defaults(func=cmd_tenant)
 
-    server = sub.add_parser(
-        "model-server", help="run one model replica (KServe V1 and V2 protocols)", add_help=False
-    )
-    server.add_argument("rest", nargs=argparse.REMAINDER)
-    server.set_defaults(func=cmd_model_server)
+    # Listed for --help; `main` hands its words to the model server's own parser.
+    sub.add_parser("model-server", help="run one model replica (KServe V1 and V2 protocols)")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words[:1] == ["model-server"]:
+        # The model server parses its own options (argparse's REMAINDER would not take `--name …`).
+        from inferbox.server.cli import main as server_main
+
+        return server_main(words[1:])
+    args = parser().parse_args(words)
     try:
         return int(args.func(args) or 0)
     except ConfigError as exc:

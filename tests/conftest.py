@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import os
 import secrets
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-
 from support import POSTGRES_URL, RunningServer, postgres_url, settings_for, start_server
 
 pytest_plugins = ["trained"]

@@ -14,13 +14,10 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-# benchmarks/ is not part of the installed package; it is imported from the checkout.
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from benchmarks import report
+from benchmarks.drivers import Load, PythonDriver, lua_script, parse_wrk, percentile
 
-from benchmarks import report  # noqa: E402
-from benchmarks.drivers import Load, PythonDriver, lua_script, parse_wrk, percentile  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 WRK_OUTPUT = """\
 Running 10s test @ http://127.0.0.1:8080/models/iris/predict

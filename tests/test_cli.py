@@ -181,3 +181,39 @@ def test_json_logs_when_log_level_asks(tmp_path: Path) -> None:
     assert any("/api/admin/login" in e["message"] for e in access)
     assert all("requestId" in e for e in access)
     assert token not in err
+
+
+def test_model_server_command_serves_a_model(sklearn_dir: Path) -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            *INFERBOX,
+            "model-server",
+            "--name",
+            "iris",
+            "--framework",
+            "sklearn",
+            "--model-dir",
+            str(sklearn_dir),
+            "--port",
+            str(port),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+
+        def ready() -> bool:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            try:
+                return httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(ready, timeout=30)
+        r = httpx.post(f"{url}/v1/models/iris:predict", json={"instances": [[6.3, 3.3, 6.0, 2.5]]})
+        assert r.json() == {"predictions": [2]}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
