@@ -80,7 +80,7 @@ def cmd_gateway(_args: argparse.Namespace) -> int:
             store,
             Limiter(settings.redis_url, prefix=settings.redis_prefix),
             tokens,
-            TenantDirectory(store).exists,
+            TenantDirectory(store),
             DirectUpstream(),
             host=settings.host,
             port=settings.gateway_port,

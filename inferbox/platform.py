@@ -71,12 +71,12 @@ def build(settings: Settings, recent_logs: RecentLines | None = None) -> Platfor
     )
     tenants = TenantDirectory(store)
     limiter = Limiter(settings.redis_url, prefix=settings.redis_prefix)
-    publishing = PublishingService(store, events, audit, tenants, settings.public_gateway_url)
+    publishing = PublishingService(store, events, audit, settings.public_gateway_url)
     gateway = GatewayService(
         store,
         limiter,
         tokens,
-        tenants.exists,
+        tenants,
         RuntimeUpstream(runtime),
         host=settings.host,
         port=settings.gateway_port,

@@ -16,7 +16,7 @@ router = APIRouter(tags=["auth"])
 
 # Failed logins allowed before a cool-down, per username and per client address.
 USER_LOCKOUT = (Quota("login-failures-user", 5, 300),)
-ADDRESS_LOCKOUT = (Quota("login-failures-address", 20, 300),)
+ADDRESS_LOCKOUT = (Quota("login-failures-address", 20, 300),)  # both count attempts; success clears
 
 
 class LoginRequest(BaseModel):
@@ -53,11 +53,18 @@ async def login(body: LoginRequest, request: Request, platform: PlatformDep) -> 
     address = source_ip(request)
     actor = Actor(body.username, None, address)
     user_key, address_key = f"login:user:{body.username}", f"login:address:{address}"
+    # Every attempt is counted before the password is checked, so concurrent guesses cannot all slip
+    # through one check; a success takes its own attempt back off the username's count.
     for key, quotas in ((user_key, USER_LOCKOUT), (address_key, ADDRESS_LOCKOUT)):
-        decision = await platform.limiter.test(key, quotas)
+        decision = await platform.limiter.hit(key, quotas)
         if not decision.allowed:
-            platform.audit.record(
-                actor, "auth.login", DENIED, target=body.username, details={"reason": "locked out"}
+            await run_in_threadpool(
+                platform.audit.record,
+                actor,
+                "auth.login",
+                DENIED,
+                target=body.username,
+                details={"reason": "locked out"},
             )
             raise ApiError(
                 429,
@@ -67,13 +74,12 @@ async def login(body: LoginRequest, request: Request, platform: PlatformDep) -> 
             )
     ok = await run_in_threadpool(check_admin, platform.store, body.username, body.password)
     if not ok or body.username != platform.settings.admin_username:
-        await platform.limiter.hit(user_key, USER_LOCKOUT)
-        await platform.limiter.hit(address_key, ADDRESS_LOCKOUT)
-        platform.audit.record(actor, "auth.login", FAILURE, target=body.username)
+        await run_in_threadpool(platform.audit.record, actor, "auth.login", FAILURE, target=body.username)
         raise ApiError(401, "Invalid credentials", "Wrong username or password")
     await platform.limiter.clear(user_key, USER_LOCKOUT)
+    await platform.limiter.clear(address_key, ADDRESS_LOCKOUT)
     token, exp = platform.tokens.issue_admin(body.username)
-    platform.audit.record(actor, "auth.login", SUCCESS, target=body.username)
+    await run_in_threadpool(platform.audit.record, actor, "auth.login", SUCCESS, target=body.username)
     return LoginResponse(
         token=token,
         user=LoginUser(

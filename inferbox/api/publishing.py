@@ -154,5 +154,6 @@ async def validate_api_key(
     # validation needs no store round trip.
     route = platform.gateway.routes.find_key(key, now()) if key else None
     if route is None:
-        return JSONResponse({"valid": False, "error": "Invalid API key"}, status_code=401)
+        details = "The key is wrong, revoked, or expired"
+        return JSONResponse({"valid": False, "error": "Invalid API key", "details": details}, status_code=401)
     return JSONResponse({"valid": True, "tenant": route.namespace, "model": route.model})

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
@@ -23,7 +24,7 @@ from inferbox import events as ev
 from inferbox.auth import apikeys
 from inferbox.control.audit import FAILURE, SUCCESS, Actor, AuditLog
 from inferbox.control.publishing_docs import documentation
-from inferbox.control.tenants import TenantDirectory, label_problem
+from inferbox.control.tenants import label_problem
 from inferbox.errors import bad_request, conflict, not_found
 from inferbox.events import EventBus
 from inferbox.store import Store
@@ -34,6 +35,7 @@ log = logging.getLogger("inferbox.publishing")
 
 MODEL_TYPES = ("traditional", "openai")
 RESERVED_PREFIXES = ("/api", "/health", "/metrics", "/ws")
+ACTION_SUFFIXES = ("/predict", "/infer", "/chat/completions", "/completions", "/embeddings", "/models")
 LIMIT_DEFAULTS = {
     "requestsPerMinute": 100,
     "requestsPerHour": 5000,
@@ -93,10 +95,14 @@ def check_external_path(path: Any) -> str:
     for prefix in RESERVED_PREFIXES:
         if path == prefix or path.startswith(prefix + "/"):
             raise bad_request(f"Field 'config.externalPath' must not use the reserved prefix {prefix}")
+    # A path ending in an action would shadow another route's action (`/models/x/predict`).
+    for suffix in ACTION_SUFFIXES:
+        if path.endswith(suffix):
+            raise bad_request(f"Field 'config.externalPath' must not end with {suffix}: the gateway adds it")
     return path
 
 
-def check_hostname(host: Any) -> str | None:
+def check_hostname(host: Any, gateway_host: str | None = None) -> str | None:
     if host is None or host == "":
         return None
     if not isinstance(host, str):
@@ -107,6 +113,9 @@ def check_hostname(host: Any) -> str | None:
     labels = name.split(".")
     if len(name) > 253 or len(labels) < 2 or not all(_HOST_LABEL.match(label) for label in labels):
         raise bad_request("Field 'config.publicHostname' must be a DNS name like api.example.com")
+    if gateway_host and name == gateway_host:
+        # Routes on the gateway's own host are the host-less ones: a hostname route there would shadow them.
+        raise bad_request("Field 'config.publicHostname' must not be the gateway's own host; omit it instead")
     return name
 
 
@@ -114,8 +123,8 @@ def validate_config(
     config: dict[str, Any],
     *,
     model: Model,
-    tenants: TenantDirectory,
     base: PublishConfig | None = None,
+    gateway_host: str | None = None,
 ) -> PublishConfig:
     """A full, valid configuration from a request's `config` merged over `base` (on update) or over the
     defaults (on publish). 400 naming the field otherwise."""
@@ -131,7 +140,7 @@ def validate_config(
     else:
         path = base.external_path if base else f"/models/{model.name}"
     hostname = (
-        check_hostname(config["publicHostname"])
+        check_hostname(config["publicHostname"], gateway_host)
         if "publicHostname" in config
         else (base.public_hostname if base else None)
     )
@@ -158,9 +167,13 @@ def validate_config(
     allowed_in = auth_in.get("allowedTenants", list(base.allowed_tenants) if base else [])
     if not isinstance(allowed_in, list) or not all(isinstance(t, str) for t in allowed_in):
         raise bad_request("Field 'config.authentication.allowedTenants' must be a list of tenant names")
+    # Names are not checked against the tenants (that would tell a tenant which others exist): the
+    # gateway admits a caller only when its tenant exists and is listed.
     for tenant in allowed_in:
-        if label_problem(tenant) or not tenants.exists(tenant):
-            raise bad_request(f"Field 'config.authentication.allowedTenants': no tenant named '{tenant}'")
+        if label_problem(tenant):
+            raise bad_request(
+                f"Field 'config.authentication.allowedTenants': '{tenant}' is not a tenant name"
+            )
 
     metadata = _object(config.get("metadata", base.metadata if base else {}), "config.metadata")
     if len(json.dumps(metadata)) > MAX_METADATA_BYTES:
@@ -212,14 +225,12 @@ class PublishingService:
     """Publishes models. Blocking (it talks to the store): call it from a worker thread. `listeners`
     are called after every change; the gateway in this process reloads its routes there."""
 
-    def __init__(
-        self, store: Store, events: EventBus, audit: AuditLog, tenants: TenantDirectory, gateway_url: str
-    ) -> None:
+    def __init__(self, store: Store, events: EventBus, audit: AuditLog, gateway_url: str) -> None:
         self.store = store
         self.events = events
         self.audit = audit
-        self.tenants = tenants
         self.gateway_url = gateway_url.rstrip("/")
+        self.gateway_host = (urlsplit(self.gateway_url).hostname or "").lower() or None
         self.listeners: list[Callable[[], None]] = []
 
     def _changed(self) -> None:
@@ -310,7 +321,7 @@ class PublishingService:
     # -- changes ---------------------------------------------------------------------------------
     def publish(self, model: Model, config: dict[str, Any], actor: Actor, example: Any) -> dict[str, Any]:
         """`example` is a request body's rows that fit the model, for the documentation."""
-        cfg = validate_config(config, model=model, tenants=self.tenants)
+        cfg = validate_config(config, model=model, gateway_host=self.gateway_host)
         key, stored = apikeys.generate()
         stamp = now()
         pub = Publication(
@@ -386,7 +397,7 @@ class PublishingService:
             )
             if pub is None:
                 raise not_found("Published model", f"Model '{model.name}' is not published")
-            cfg = validate_config(config, model=model, tenants=self.tenants, base=config_of(pub))
+            cfg = validate_config(config, model=model, base=config_of(pub), gateway_host=self.gateway_host)
             if (cfg.public_hostname, cfg.external_path) != (pub.public_hostname, pub.external_path):
                 clash = session.scalar(
                     select(Publication.id).where(

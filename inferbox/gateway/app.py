@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
 from inferbox.auth.tokens import TokenError, TokenService
+from inferbox.control.tenants import TenantDirectory
 from inferbox.gateway.routes import Route, RouteTable
 from inferbox.gateway.upstream import Upstream
 from inferbox.gateway.usage import UsageRecorder
@@ -60,6 +61,12 @@ class Reply(Exception):
         self.headers = headers or {}
 
 
+def _loopback(scope: Scope) -> bool:
+    """Gateway metrics name every tenant's published models: only a scraper on this machine sees them."""
+    client = scope.get("client")
+    return bool(client) and client[0] in ("127.0.0.1", "::1")
+
+
 def _upstream_path(route: Route, action: str) -> tuple[str, str]:
     """(method, path on the replica) for an action on a route."""
     name = route.model
@@ -79,14 +86,14 @@ class Gateway:
         limiter: Limiter,
         usage: UsageRecorder,
         tokens: TokenService,
-        tenant_exists: Callable[[str], bool],
+        tenants: TenantDirectory,
         upstream: Upstream,
     ) -> None:
         self.routes = routes
         self.limiter = limiter
         self.usage = usage
         self.tokens = tokens
-        self.tenant_exists = tenant_exists
+        self.tenants = tenants
         self.upstream = upstream
         self.metrics = GatewayMetrics()
         self.http = ReplicaClient(timeout=UPSTREAM_TIMEOUT_SECONDS)
@@ -102,7 +109,7 @@ class Gateway:
         if path == "/health":
             await self._send(send, 200, {"status": "healthy", "routes": len(self.routes)})
             return
-        if path == "/metrics" and scope["method"] == "GET":
+        if path == "/metrics" and scope["method"] == "GET" and _loopback(scope):
             await self._send_raw(send, 200, generate_latest(self.metrics.registry), CONTENT_TYPE_LATEST)
             return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
@@ -128,7 +135,7 @@ class Gateway:
         labels = (route.namespace, route.model)
         client = scope.get("client")
         address = client[0] if client else "unknown"
-        if not self._authorized(route, headers):
+        if not await self._authorized(route, headers):
             self.metrics.requests.labels(*labels, "unauthorized").inc()
             # Nothing is spent for a refused caller, but the answer still says where the limits stand.
             states = await self.limiter.states(self._limit_key(route, address), route.quotas)
@@ -188,18 +195,27 @@ class Gateway:
             return value.strip()
         return None
 
-    def _authorized(self, route: Route, headers: dict[str, str]) -> bool:
+    async def _authorized(self, route: Route, headers: dict[str, str]) -> bool:
         credential = self._credential(headers)
         if credential is None:
             return route.public
         if credential.startswith("pk_"):
             return route.key_matches(credential, datetime.now(UTC)) or route.public
         if route.allowed_tenants:
+            # A JWKS token may need a key fetch, and an unknown tenant a store query: neither may block
+            # the loop every published model is served from.
             try:
-                principal = self.tokens.verify(credential)
+                if self.tokens.needs_network(credential):
+                    principal = await run_in_threadpool(self.tokens.verify, credential)
+                else:
+                    principal = self.tokens.verify(credential)
             except TokenError:
                 return False
-            return principal.tenant in route.allowed_tenants and self.tenant_exists(principal.tenant)
+            if principal.tenant not in route.allowed_tenants:
+                return False
+            return self.tenants.known(principal.tenant) or await run_in_threadpool(
+                self.tenants.exists, principal.tenant
+            )
         return route.public
 
     @staticmethod
@@ -270,7 +286,7 @@ class Gateway:
     async def _spend_tokens(self, key: str, route: Route, tokens: int) -> None:
         """Count tokens after the answer; what exceeds the window's remainder exhausts it."""
         quota = route.token_quota
-        if not await self.limiter.hit(key, (quota,), cost=min(tokens, quota.amount)):
+        if not (await self.limiter.hit(key, (quota,), cost=min(tokens, quota.amount))).allowed:
             (state,) = await self.limiter.states(key, (quota,))
             if state.remaining:
                 await self.limiter.hit(key, (quota,), cost=state.remaining)

@@ -82,8 +82,15 @@ class RouteTable:
         self._routes: dict[tuple[str, str], Route] = {}
         self._by_key: dict[str, Route] = {}  # key lookup id → its route
         self._lock = threading.Lock()
+        # Reloads (the periodic one and those after a change here) run one at a time, each reading and
+        # assigning under it, so an older read can never overwrite a newer table.
+        self._reloading = threading.Lock()
 
     def reload(self) -> None:
+        with self._reloading:
+            self._reload()
+
+    def _reload(self) -> None:
         with self._store.session() as session:
             rows = session.execute(
                 select(Publication, Model)

@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import uvicorn
 from starlette.concurrency import run_in_threadpool
 
 from inferbox.auth.tokens import TokenService
+from inferbox.control.tenants import TenantDirectory
 from inferbox.gateway.app import Gateway
 from inferbox.gateway.routes import RouteTable
 from inferbox.gateway.upstream import Upstream
@@ -40,7 +41,7 @@ class GatewayService:
         store: Store,
         limiter: Limiter,
         tokens: TokenService,
-        tenant_exists: Callable[[str], bool],
+        tenants: TenantDirectory,
         upstream: Upstream,
         *,
         host: str,
@@ -48,7 +49,7 @@ class GatewayService:
     ) -> None:
         self.routes = RouteTable(store)
         self.usage = UsageRecorder(store)
-        self.app = Gateway(self.routes, limiter, self.usage, tokens, tenant_exists, upstream)
+        self.app = Gateway(self.routes, limiter, self.usage, tokens, tenants, upstream)
         self.host, self.port = host, port
         self._server: uvicorn.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []

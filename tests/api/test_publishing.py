@@ -204,7 +204,9 @@ def _bad_configs(srv: RunningServer) -> list[tuple[dict[str, Any], str]]:
         ),
         ({"rateLimiting": 5}, "config.rateLimiting"),
         ({"authentication": {"requireApiKey": "yes"}}, "config.authentication.requireApiKey"),
-        ({"authentication": {"allowedTenants": ["ghost"]}}, "config.authentication.allowedTenants"),
+        ({"authentication": {"allowedTenants": ["Not_A_Tenant"]}}, "config.authentication.allowedTenants"),
+        ({"externalPath": "/models/other/predict"}, "must not end with /predict"),
+        ({"externalPath": "/v1/chat/completions"}, "must not end with /chat/completions"),
         ({"authentication": {"allowedTenants": "tenant-a"}}, "config.authentication.allowedTenants"),
         ({"metadata": ["a"]}, "config.metadata"),
     ]
@@ -274,7 +276,11 @@ def test_validate_api_key(srv: RunningServer, sklearn_dir: Path) -> None:
         for bad in (key[:-1] + ("A" if key[-1] != "A" else "B"), "pk_live_short", "", "not-a-key"):
             r = c.post("/api/validate-api-key", json={"apiKey": bad})
             assert r.status_code == 401
-            assert r.json() == {"valid": False, "error": "Invalid API key"}
+            assert r.json() == {
+                "valid": False,
+                "error": "Invalid API key",
+                "details": "The key is wrong, revoked, or expired",
+            }
         assert c.post("/api/validate-api-key", json={}).status_code == 401
 
 
@@ -447,3 +453,18 @@ def test_deleting_the_model_unpublishes_it(srv: RunningServer, sklearn_dir: Path
         assert c.get("/api/published-models").json()["total"] == 0
         assert c.post("/api/validate-api-key", json={"apiKey": key}).status_code == 401
     assert call(gw, key).status_code == 404
+
+
+def test_a_hostname_route_cannot_shadow_the_gateway_s_own_host(make_server, sklearn_dir: Path) -> None:
+    srv = make_server(gateway_url="https://models.example.com")
+    deploy(srv, sklearn_dir)
+    with srv.tenant("tenant-a") as c:
+        r = c.post("/api/models/my-model/publish", json={"config": {"publicHostname": "models.example.com"}})
+        assert r.status_code == 400
+        assert "gateway's own host" in r.json()["details"]
+        # Naming a tenant that does not exist says nothing about which tenants do.
+        r = c.post(
+            "/api/models/my-model/publish", json={"config": {"authentication": {"allowedTenants": ["ghost"]}}}
+        )
+        assert r.status_code == 201
+        assert r.json()["publishedModel"]["externalUrl"] == "https://models.example.com/models/my-model"
