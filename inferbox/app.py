@@ -37,6 +37,7 @@ def create_app(platform: Platform) -> FastAPI:
         finally:
             await platform.gateway.stop()
             await platform.models.close()
+            platform.audit.close()
             platform.store.close()
 
     app = FastAPI(

@@ -47,6 +47,10 @@ class Settings:
     token_ttl_seconds: int = 3600
     scale_to_zero_seconds: float = 60.0
     scale_down_delay_seconds: float = 30.0
+    # The most replicas one model may ask for: one tenant must not be able to fork the machine away.
+    max_replicas: int = 16
+    # Where tenants' local storageUris must lie (None: the directory inferbox starts in).
+    model_root: Path | None = None
     # Extra knobs for tests and operators; not in the spec.
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -173,6 +177,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         token_ttl_seconds=_int(env, "INFERBOX_TOKEN_TTL_SECONDS", 3600, minimum=60),
         scale_to_zero_seconds=_float(env, "INFERBOX_SCALE_TO_ZERO_SECONDS", 60.0, minimum=1.0),
         scale_down_delay_seconds=_float(env, "INFERBOX_SCALE_DOWN_DELAY_SECONDS", 30.0, minimum=0.0),
+        max_replicas=_int(env, "INFERBOX_MAX_REPLICAS", 16, minimum=1),
+        model_root=Path(env["INFERBOX_MODEL_ROOT"]) if env.get("INFERBOX_MODEL_ROOT") else None,
     )
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -58,7 +57,7 @@ class Event:
 
 
 class Subscription:
-    """A subscriber's bounded queue. Iterate it; it ends when closed or dropped for being slow."""
+    """A subscriber's bounded queue: `get()` until None, which means closed or dropped for being slow."""
 
     def __init__(self, bus: EventBus, maxsize: int) -> None:
         self._bus = bus
@@ -85,14 +84,10 @@ class Subscription:
         with contextlib.suppress(asyncio.QueueFull):
             self._queue.put_nowait(None)
 
-    async def __aiter__(self) -> AsyncIterator[Event]:
-        while (event := await self._queue.get()) is not None:
-            yield event
-
 
 class EventBus:
-    """Fan-out of events to subscribers in the process. Call `publish` from the event loop's thread,
-    or `publish_threadsafe` from a worker thread (request handlers run in a thread pool)."""
+    """Fan-out of events to subscribers in the process. `publish` may be called from the event loop or
+    from a worker thread (blocking request handlers run in a thread pool): it hands over to the loop."""
 
     def __init__(self) -> None:
         self._subscribers: list[Subscription] = []

@@ -40,6 +40,31 @@ def scrub(text: str) -> str:
     return text
 
 
+def _secret_key(key: str) -> bool:
+    """Keys whose values are credentials: an API key in any spelling, a secret, a password, a token.
+    `tokensPerHour` and the like are limits, not credentials, and stay."""
+    k = key.lower().replace("_", "").replace("-", "")
+    return (
+        k.endswith("apikey")
+        or k.endswith("secret")
+        or k.endswith("password")
+        or k in ("key", "token", "accesstoken", "refreshtoken", "authorization", "bearer")
+    )
+
+
+def scrub_data(value: Any) -> Any:
+    """A defensive copy of event data without key material: credential-named fields are dropped and
+    strings are masked like log lines (API keys, JWTs). Publishers never put keys in events; this makes
+    sure a mistake there cannot reach a socket."""
+    if isinstance(value, dict):
+        return {k: scrub_data(v) for k, v in value.items() if not (isinstance(k, str) and _secret_key(k))}
+    if isinstance(value, list | tuple):
+        return [scrub_data(v) for v in value]
+    if isinstance(value, str):
+        return scrub(value)
+    return value
+
+
 class ScrubFilter(logging.Filter):
     """Renders the message once, scrubbed, so that arguments cannot smuggle a secret past it."""
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from inferbox.auth.tokens import TokenService
 from inferbox.config import Settings
 from inferbox.control.audit import AuditLog
-from inferbox.control.models import ModelService
+from inferbox.control.models import ModelService, StoragePolicy
 from inferbox.control.publishing import PublishingService
 from inferbox.control.tenants import TenantDirectory
 from inferbox.events import EventBus
@@ -83,7 +84,14 @@ def build(settings: Settings, recent_logs: RecentLines | None = None) -> Platfor
     )
     # The gateway in this process sees every change at once, not at its next reload.
     publishing.listeners.append(gateway.routes.reload)
-    models = ModelService(store, runtime, events, audit)
+    models = ModelService(
+        store,
+        runtime,
+        events,
+        audit,
+        storage_policy=StoragePolicy(root=settings.model_root or Path.cwd(), data_dir=settings.data_dir),
+        max_replicas=settings.max_replicas,
+    )
     models.before_delete.append(publishing.unpublish_deleted_model)
     return Platform(
         settings=settings,

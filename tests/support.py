@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -65,6 +66,8 @@ def settings_for(tmp_path: Path, database_url: str | None = None, **overrides: A
         redis_prefix=f"ibx-test-{secrets.token_hex(4)}",
         host="127.0.0.1",
         gateway_port=free_port(),
+        # Models trained by the tests live in pytest's temporary directories.
+        model_root=Path(tempfile.gettempdir()),
     )
     return base.with_(**overrides)
 

@@ -58,8 +58,7 @@ async def login(body: LoginRequest, request: Request, platform: PlatformDep) -> 
     for key, quotas in ((user_key, USER_LOCKOUT), (address_key, ADDRESS_LOCKOUT)):
         decision = await platform.limiter.hit(key, quotas)
         if not decision.allowed:
-            await run_in_threadpool(
-                platform.audit.record,
+            platform.audit.record(
                 actor,
                 "auth.login",
                 DENIED,
@@ -74,12 +73,12 @@ async def login(body: LoginRequest, request: Request, platform: PlatformDep) -> 
             )
     ok = await run_in_threadpool(check_admin, platform.store, body.username, body.password)
     if not ok or body.username != platform.settings.admin_username:
-        await run_in_threadpool(platform.audit.record, actor, "auth.login", FAILURE, target=body.username)
+        platform.audit.record(actor, "auth.login", FAILURE, target=body.username)
         raise ApiError(401, "Invalid credentials", "Wrong username or password")
     await platform.limiter.clear(user_key, USER_LOCKOUT)
     await platform.limiter.clear(address_key, ADDRESS_LOCKOUT)
     token, exp = platform.tokens.issue_admin(body.username)
-    await run_in_threadpool(platform.audit.record, actor, "auth.login", SUCCESS, target=body.username)
+    platform.audit.record(actor, "auth.login", SUCCESS, target=body.username)
     return LoginResponse(
         token=token,
         user=LoginUser(

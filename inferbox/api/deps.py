@@ -34,8 +34,7 @@ async def get_principal(request: Request, platform: PlatformDep) -> Principal:
         problem = getattr(request.state, "auth_error", None)
         if problem is None:
             raise unauthorized("Missing bearer token")
-        await run_in_threadpool(
-            platform.audit.record,
+        platform.audit.record(
             Actor("anonymous", None, source_ip(request)),
             "auth.tokenRefused",
             DENIED,
@@ -46,8 +45,7 @@ async def get_principal(request: Request, platform: PlatformDep) -> Principal:
     if principal.is_admin or platform.tenants.known(principal.tenant):
         return principal
     if not await run_in_threadpool(platform.tenants.exists, principal.tenant):
-        await run_in_threadpool(
-            platform.audit.record,
+        platform.audit.record(
             Actor(principal.subject, principal.tenant, source_ip(request)),
             "auth.tokenRefused",
             DENIED,

@@ -28,7 +28,7 @@ from inferbox.auth.principal import Principal
 from inferbox.auth.tokens import TokenError
 from inferbox.control.audit import DENIED, Actor
 from inferbox.events import EVENT_TYPES, Event, Subscription
-from inferbox.logs import scrub
+from inferbox.logs import scrub_data
 from inferbox.platform import Platform
 
 router = APIRouter()
@@ -50,31 +50,6 @@ DROP_CHECK_SECONDS = 0.25
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _secret_key(key: str) -> bool:
-    """Keys whose values are credentials: an API key in any spelling, a secret, a password, a token.
-    `tokensPerHour` and the like are limits, not credentials, and stay."""
-    k = key.lower().replace("_", "").replace("-", "")
-    return (
-        k.endswith("apikey")
-        or k.endswith("secret")
-        or k.endswith("password")
-        or k in ("key", "token", "accesstoken", "refreshtoken", "authorization", "bearer")
-    )
-
-
-def scrub_data(value: Any) -> Any:
-    """A defensive copy of event data without key material: credential-named fields are dropped and
-    strings are masked like log lines (API keys, JWTs). Publishers never put keys in events; this makes
-    sure a mistake there cannot reach a socket."""
-    if isinstance(value, dict):
-        return {k: scrub_data(v) for k, v in value.items() if not (isinstance(k, str) and _secret_key(k))}
-    if isinstance(value, list | tuple):
-        return [scrub_data(v) for v in value]
-    if isinstance(value, str):
-        return scrub(value)
-    return value
 
 
 def event_message(event: Event) -> dict[str, Any]:

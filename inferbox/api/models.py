@@ -98,7 +98,9 @@ async def create_model(
 ) -> JSONResponse:
     namespace = write_namespace(principal, body.namespace, platform)
     fields = body.model_dump(exclude_unset=True, exclude={"namespace"})
-    result = await platform.models.create(namespace, fields, actor_of(principal, request))
+    result = await platform.models.create(
+        namespace, fields, actor_of(principal, request), restricted=not principal.is_admin
+    )
     return JSONResponse(result, status_code=201)
 
 
@@ -123,7 +125,9 @@ async def update_model(
     patch = body.model_dump(exclude_unset=True)
     if not patch:
         raise bad_request("The body names no field to update")
-    result = await platform.models.update(row, patch, actor_of(principal, request))
+    result = await platform.models.update(
+        row, patch, actor_of(principal, request), restricted=not principal.is_admin
+    )
     return JSONResponse(result)
 
 

@@ -20,6 +20,3 @@ class Principal:
     def rate_key(self) -> str:
         """Whose budget a request spends: one per admin subject, one per tenant user."""
         return f"admin:{self.subject}" if self.is_admin else f"tenant:{self.tenant}:{self.subject}"
-
-    def owns(self, namespace: str) -> bool:
-        return self.is_admin or self.tenant == namespace

@@ -11,7 +11,9 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import orjson
@@ -20,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
 from inferbox import events as ev
+from inferbox import storage
 from inferbox.control.audit import FAILURE, SUCCESS, Actor, AuditLog
 from inferbox.control.outbound import OutboundRefused, check_url
 from inferbox.control.tenants import label_problem
@@ -74,7 +77,7 @@ def _int_field(body: dict[str, Any], field: str) -> int:
     return value
 
 
-def validate_config(body: dict[str, Any]) -> ModelConfig:
+def validate_config(body: dict[str, Any], max_replicas: int) -> ModelConfig:
     """Check a full set of model fields (after defaults and merges); 400 naming the field."""
     for field in ("framework", "storageUri"):
         if body.get(field) in (None, ""):
@@ -93,6 +96,8 @@ def validate_config(body: dict[str, Any]) -> ModelConfig:
         raise bad_request("Field 'minReplicas' must be 0 or more")
     if max_r < 1:
         raise bad_request("Field 'maxReplicas' must be at least 1")
+    if max_r > max_replicas:
+        raise bad_request(f"Field 'maxReplicas' must be at most {max_replicas} (INFERBOX_MAX_REPLICAS)")
     if min_r > max_r:
         raise bad_request("Field 'minReplicas' must not exceed 'maxReplicas'")
     if target <= 0:
@@ -106,6 +111,37 @@ def validate_config(body: dict[str, Any]) -> ModelConfig:
         message = str(exc).removeprefix("storageUri").lstrip(":").strip()
         raise bad_request(f"Field 'storageUri': {message}") from None
     return ModelConfig(framework, body["storageUri"], min_r, max_r, target, metric)
+
+
+@dataclass(frozen=True)
+class StoragePolicy:
+    """Which storageUris a caller may use. A model file is code (a pickle runs as it loads) and a path
+    names something on this machine, so tenants may use local paths only under `root`, and remote
+    http(s) URIs only when they pass the outbound guard; nobody may use the data dir (it holds the
+    store and the JWT secret)."""
+
+    root: Path
+    data_dir: Path
+
+    def check(self, uri: str, *, restricted: bool) -> None:
+        if storage.is_local(uri):
+            try:
+                path = storage.local_path(uri).resolve()
+            except StorageError:
+                return  # validate_config reports the shape problem
+            if path.is_relative_to(self.data_dir.resolve()):
+                raise bad_request("Field 'storageUri': the data dir cannot hold models")
+            # Checked before existence, so that the answer says nothing of paths outside the root.
+            if restricted and not path.is_relative_to(self.root.resolve()):
+                raise bad_request(
+                    f"Field 'storageUri': local paths must be under {self.root} (INFERBOX_MODEL_ROOT)"
+                )
+            return
+        if restricted and urlsplit(uri).scheme in ("http", "https"):
+            try:
+                check_url(uri)
+            except OutboundRefused as exc:
+                raise bad_request(f"Field 'storageUri': {exc}") from None
 
 
 def _spec(row: Model) -> ModelSpec:
@@ -137,8 +173,19 @@ def _conditions(status: ModelStatus) -> list[dict[str, Any]]:
 
 
 class ModelService:
-    def __init__(self, store: Store, runtime: Runtime, events: EventBus, audit: AuditLog) -> None:
+    def __init__(
+        self,
+        store: Store,
+        runtime: Runtime,
+        events: EventBus,
+        audit: AuditLog,
+        *,
+        storage_policy: StoragePolicy,
+        max_replicas: int = 16,
+    ) -> None:
         self.store = store
+        self.storage_policy = storage_policy
+        self.max_replicas = max_replicas
         self.runtime = runtime
         self.events = events
         self.audit = audit
@@ -183,6 +230,8 @@ class ModelService:
                         self._remember(row)
 
     def _lock(self, namespace: str, name: str) -> asyncio.Lock:
+        # Locks stay once made (one small object per name ever used): removing one while another
+        # caller waits on it would let a third take a fresh lock and run beside the waiter.
         return self._locks.setdefault((namespace, name), asyncio.Lock())
 
     # -- reading ---------------------------------------------------------------------------------
@@ -255,7 +304,10 @@ class ModelService:
         self._rows.pop((namespace, name), None)
 
     # -- writing ---------------------------------------------------------------------------------
-    async def create(self, namespace: str, body: dict[str, Any], actor: Actor) -> dict[str, Any]:
+    async def create(
+        self, namespace: str, body: dict[str, Any], actor: Actor, *, restricted: bool = True
+    ) -> dict[str, Any]:
+        """`restricted`: the caller is a tenant user (see `StoragePolicy`)."""
         name = body.get("name")
         if name in (None, ""):
             raise bad_request("Field 'name' is required")
@@ -271,7 +323,9 @@ class ModelService:
         for key in DEFAULTS:
             if merged[key] is None:
                 merged[key] = DEFAULTS[key]
-        config = validate_config(merged)
+        if isinstance(merged.get("storageUri"), str):
+            await run_in_threadpool(self.storage_policy.check, merged["storageUri"], restricted=restricted)
+        config = validate_config(merged, self.max_replicas)
         async with self._lock(namespace, name):
             stamp = now()
             row = Model(
@@ -356,25 +410,34 @@ class ModelService:
                 row.port = port
                 self._remember(row)
 
-    async def update(self, row: Model, patch: dict[str, Any], actor: Actor) -> dict[str, Any]:
+    async def update(
+        self, row: Model, patch: dict[str, Any], actor: Actor, *, restricted: bool = True
+    ) -> dict[str, Any]:
         allowed = ("framework", "storageUri", *DEFAULTS)
         unknown = sorted(set(patch) - set(allowed) - {"name", "namespace"})
         if unknown:
             raise bad_request(f"Field '{unknown[0]}' cannot be updated (updatable: {', '.join(allowed)})")
         if "name" in patch and patch["name"] != row.name:
             raise bad_request("Field 'name' cannot be changed")
-        current = ModelConfig(
-            row.framework,
-            row.storage_uri,
-            row.min_replicas,
-            row.max_replicas,
-            row.scale_target,
-            row.scale_metric,
-        ).to_json()
-        merged = {**current, **{k: v for k, v in patch.items() if k in allowed and v is not None}}
-        config = validate_config(merged)
-        rolled = config.framework != row.framework or config.storage_uri != row.storage_uri
         async with self._lock(row.namespace, row.name):
+            # Merged over the row as it is now, under the lock: two concurrent updates of different
+            # fields both land instead of the second putting back what the first changed.
+            row = await run_in_threadpool(self.find, row.namespace, row.name)
+            current = ModelConfig(
+                row.framework,
+                row.storage_uri,
+                row.min_replicas,
+                row.max_replicas,
+                row.scale_target,
+                row.scale_metric,
+            ).to_json()
+            merged = {**current, **{k: v for k, v in patch.items() if k in allowed and v is not None}}
+            if "storageUri" in patch and isinstance(merged.get("storageUri"), str):
+                await run_in_threadpool(
+                    self.storage_policy.check, merged["storageUri"], restricted=restricted
+                )
+            config = validate_config(merged, self.max_replicas)
+            rolled = config.framework != row.framework or config.storage_uri != row.storage_uri
             old_spec = _spec(row)
             new_row = await run_in_threadpool(self._apply_update, row.id, config, rolled)
             if new_row is None:
@@ -443,7 +506,6 @@ class ModelService:
                 await run_in_threadpool(hook, row, actor)
             await run_in_threadpool(self._delete_row, row.id)
             await self.runtime.delete(row.namespace, row.name)
-        self._locks.pop((row.namespace, row.name), None)
         self.audit.record(actor, "model.delete", SUCCESS, target=row.name, tenant=row.namespace)
         self.events.publish(ev.MODEL_DELETED, row.namespace, row.name, {})
 

@@ -54,7 +54,7 @@ def is_local(uri: str) -> bool:
     return _scheme(uri) in ("", "file")
 
 
-def _local_path(uri: str) -> Path:
+def local_path(uri: str) -> Path:
     """The filesystem path a local storageUri names, checked for shape (not for existence)."""
     if not uri:
         raise StorageError("storageUri: must not be empty")
@@ -88,7 +88,7 @@ def validate(uri: str) -> None:
         raise StorageError("storageUri: must not be empty")
     scheme = _scheme(uri)
     if scheme in ("", "file"):
-        path = _local_path(uri)
+        path = local_path(uri)
         if not path.exists():
             raise StorageError(f"storageUri: path {path} does not exist")
         return
@@ -117,7 +117,7 @@ def fetch(uri: str, dest_dir: Path) -> Path:
     """
     validate(uri)
     if is_local(uri):
-        return _local_path(uri)
+        return local_path(uri)
     dest = Path(dest_dir)
     if dest.exists():
         shutil.rmtree(dest)

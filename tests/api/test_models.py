@@ -152,6 +152,7 @@ def _create_failures(sklearn_dir: Path, tmp_path: Path) -> list[tuple[dict[str, 
         ({**ok, "minReplicas": 3, "maxReplicas": 2}, "Field 'minReplicas' must not exceed 'maxReplicas'"),
         ({**ok, "minReplicas": -1}, "Field 'minReplicas'"),
         ({**ok, "minReplicas": 0, "maxReplicas": 0}, "Field 'maxReplicas' must be at least 1"),
+        ({**ok, "minReplicas": 500, "maxReplicas": 500}, "Field 'maxReplicas' must be at most 16"),
         ({**ok, "scaleTarget": 0}, "Field 'scaleTarget' must be greater than 0"),
         ({**ok, "scaleTarget": "many"}, "Field 'scaleTarget'"),
         ({**ok, "scaleMetric": "gpu"}, "Field 'scaleMetric' must be one of"),
@@ -472,3 +473,28 @@ def test_a_restart_brings_every_model_back(make_server, sklearn_dir: Path, light
         )
         assert b["status"] == "Ready"
     assert httpx.post(url_a, json={"instances": [[6.3, 3.3, 6.0, 2.5]]}).json() == {"predictions": [2]}
+
+
+def test_tenants_use_local_paths_only_under_the_model_root(
+    make_server, sklearn_dir: Path, tmp_path: Path
+) -> None:
+    srv = make_server(model_root=sklearn_dir.parent)
+    outside = {"name": "m", "framework": "sklearn"}
+    with srv.tenant("tenant-a") as c:
+        for uri in ("/etc", "file:///etc/passwd", "/no/such/path", f"file://{sklearn_dir.parent}/../etc"):
+            r = c.post("/api/models", json={**outside, "storageUri": uri})
+            assert r.status_code == 400, uri
+            # The same answer whether the path exists or not: no probing of the machine's files.
+            assert "local paths must be under" in r.json()["details"], uri
+        r = c.post(
+            "/api/models", json={**outside, "storageUri": "http://169.254.169.254/latest/model.joblib"}
+        )
+        assert r.status_code == 400
+        assert c.post("/api/models", json={**outside, "storageUri": str(sklearn_dir)}).status_code == 201
+        assert c.put("/api/models/m", json={"storageUri": "/etc"}).status_code == 400
+    with srv.admin() as admin:
+        data_dir = srv.settings.data_dir
+        body = {"name": "d", "framework": "sklearn", "storageUri": str(data_dir), "namespace": "tenant-a"}
+        r = admin.post("/api/models", json=body)
+        assert r.status_code == 400
+        assert "data dir" in r.json()["details"]

@@ -192,9 +192,5 @@ class LocalRuntime:
                 out.extend(group.replica_infos())
         return out
 
-    def specs(self) -> list[ModelSpec]:
-        """The specs of every model the runtime runs (for the kubectl view's deployments)."""
-        return [g.spec for _, g in sorted(self._groups.items())]
-
     def nodes(self) -> list[NodeInfo]:
         return [node_info(self.settings.host)]
