@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -58,6 +58,16 @@ class ModelConfig:
     max_replicas: int
     scale_target: int
     scale_metric: str
+
+    def spec_fields(self) -> dict[str, Any]:
+        return {
+            "framework": self.framework,
+            "storage_uri": self.storage_uri,
+            "min_replicas": self.min_replicas,
+            "max_replicas": self.max_replicas,
+            "scale_target": self.scale_target,
+            "scale_metric": self.scale_metric,
+        }
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -326,6 +336,11 @@ class ModelService:
         if isinstance(merged.get("storageUri"), str):
             await run_in_threadpool(self.storage_policy.check, merged["storageUri"], restricted=restricted)
         config = validate_config(merged, self.max_replicas)
+        try:
+            self.runtime.check(ModelSpec(namespace, name, **config.spec_fields()))
+        except ValueError as exc:
+            self._create_failed(actor, namespace, name, str(exc))
+            raise bad_request(str(exc)) from None
         async with self._lock(namespace, name):
             stamp = now()
             row = Model(
@@ -439,6 +454,10 @@ class ModelService:
             config = validate_config(merged, self.max_replicas)
             rolled = config.framework != row.framework or config.storage_uri != row.storage_uri
             old_spec = _spec(row)
+            try:
+                self.runtime.check(replace(old_spec, **config.spec_fields()))
+            except ValueError as exc:
+                raise bad_request(str(exc)) from None
             new_row = await run_in_threadpool(self._apply_update, row.id, config, rolled)
             if new_row is None:
                 raise not_found("Model", f"No model named '{row.name}'")
@@ -577,7 +596,11 @@ class ModelService:
 
     async def input_example(self, row: Model) -> list[list[float]] | None:
         """Rows that fit the model, from the input width its replica reports (V2 metadata), for
-        documentation; None when the model cannot tell (not ready, or no fixed width)."""
+        documentation; None when the model cannot tell (not ready, or no fixed width). Never wakes a
+        model scaled to zero: publishing must not start replicas."""
+        status = self.runtime.status(row.namespace, row.name)
+        if status is None or status.ready_replicas == 0:
+            return None
         try:
             async with self.runtime.connect(row.namespace, row.name, 2.0) as base_url:
                 answer = await self._http.request("GET", base_url, f"/v2/models/{row.name}", timeout=2.0)

@@ -119,6 +119,10 @@ class Runtime(Protocol):
     async def close(self) -> None:
         """Stop background work. The local runtime drains and stops its replicas."""
 
+    def check(self, spec: ModelSpec) -> None:
+        """Raise ValueError with a user-facing message for a spec this backend cannot run
+        (e.g. `scaleMetric: cpu` on the local runtime); called before anything is written."""
+
     async def apply(self, spec: ModelSpec) -> ModelStatus:
         """Create or update a model. Returns at once; replicas start in the background.
 

@@ -142,6 +142,9 @@ class LocalRuntime:
         group.open()
         return group
 
+    def check(self, spec: ModelSpec) -> None:
+        check_spec(spec)
+
     async def apply(self, spec: ModelSpec) -> ModelStatus:
         """Create or update a model; replicas start in the background. Raises ValueError for a spec the
         local runtime cannot run (cpu/memory metrics, bad bounds, an unusable storageUri)."""
