@@ -28,9 +28,9 @@ from inferbox.control.outbound import OutboundRefused, check_url
 from inferbox.control.tenants import label_problem
 from inferbox.errors import ApiError, bad_request, conflict, not_found
 from inferbox.events import EventBus
-from inferbox.runtime import ModelNotRunning, ModelSpec, ModelStatus, Runtime
+from inferbox.runtime import ModelSpec, ModelStatus, Runtime
 from inferbox.runtime.base import UNKNOWN
-from inferbox.runtime.client import ReplicaClient, ReplicaTimeout, ReplicaUnreachable
+from inferbox.runtime.client import REPLICA_ERRORS, ReplicaClient, failure
 from inferbox.server.frameworks import FRAMEWORKS, missing_extra
 from inferbox.storage import StorageError
 from inferbox.storage import validate as validate_storage
@@ -539,27 +539,18 @@ class ModelService:
         """Send `input_data` to a replica, as V1 or V2 by its shape; the model's answer comes back as is."""
         path = self._predict_path(row.name, input_data)
         body = orjson.dumps(input_data)
-        for attempt in range(2):
-            try:
-                async with self.runtime.connect(row.namespace, row.name, READY_WAIT_SECONDS) as base_url:
-                    answer = await self._http.request("POST", base_url, path, body, JSON_HEADERS)
-                    return answer.status, answer.body
-            except ModelNotRunning as exc:
-                raise ApiError(
-                    503, "Model not ready", str(exc), headers={"Retry-After": str(exc.retry_after)}
-                ) from None
-            except ReplicaTimeout:
-                raise ApiError(
-                    504, "Model timed out", f"No answer from '{row.name}' within {PREDICT_TIMEOUT_SECONDS:g}s"
-                ) from None
-            except ReplicaUnreachable as exc:
-                # A replica that died between being picked and answering: try another one once.
-                if attempt == 0:
-                    continue
-                raise ApiError(
-                    503, "Model not ready", f"Replica unavailable: {exc}", headers={"Retry-After": "1"}
-                ) from None
-        raise AssertionError("unreachable")
+        try:
+            answer = await self._http.call(
+                lambda: self.runtime.connect(row.namespace, row.name, READY_WAIT_SECONDS),
+                "POST",
+                path,
+                body,
+                JSON_HEADERS,
+            )
+        except REPLICA_ERRORS as exc:
+            f = failure(exc)
+            raise ApiError(f.status, f.error, f.details, headers=f.headers) from None
+        return answer.status, answer.body
 
     @staticmethod
     def _predict_path(name: str, input_data: Any) -> str:
@@ -606,9 +597,7 @@ class ModelService:
                 answer = await self._http.request("GET", base_url, f"/v2/models/{row.name}", timeout=2.0)
             shape = orjson.loads(answer.body)["inputs"][0]["shape"]
         except (
-            ModelNotRunning,
-            ReplicaTimeout,
-            ReplicaUnreachable,
+            *REPLICA_ERRORS,
             KeyError,
             IndexError,
             TypeError,

@@ -24,8 +24,7 @@ from inferbox.gateway.upstream import Upstream
 from inferbox.gateway.usage import UsageRecorder
 from inferbox.metrics import LATENCY_BUCKETS
 from inferbox.ratelimit import Decision, Limiter
-from inferbox.runtime import ModelNotRunning
-from inferbox.runtime.client import ReplicaClient, ReplicaTimeout, ReplicaUnreachable
+from inferbox.runtime.client import REPLICA_ERRORS, ReplicaClient, failure
 
 log = logging.getLogger("inferbox.gateway")
 
@@ -231,28 +230,14 @@ class Gateway:
         request_id = headers.get("x-request-id")
         if request_id:
             send_headers["x-request-id"] = request_id
-        for attempt in range(2):
-            try:
-                async with self.upstream.connect(route, READY_WAIT_SECONDS) as base_url:
-                    answer = await self.http.request(method, base_url, path, body, send_headers)
-                    return answer.status, answer.body, answer.content_type
-            except ModelNotRunning as exc:
-                raise Reply(
-                    503,
-                    {"error": "Model not ready", "details": str(exc)},
-                    {"Retry-After": str(exc.retry_after)},
-                ) from None
-            except ReplicaTimeout:
-                raise Reply(
-                    504, {"error": "Model timed out", "details": "No answer from the model in time"}
-                ) from None
-            except ReplicaUnreachable as exc:
-                if attempt == 0:
-                    continue  # the replica died after it was picked: try another once
-                raise Reply(
-                    503, {"error": "Model not ready", "details": str(exc)}, {"Retry-After": "1"}
-                ) from None
-        raise AssertionError("unreachable")
+        try:
+            answer = await self.http.call(
+                lambda: self.upstream.connect(route, READY_WAIT_SECONDS), method, path, body, send_headers
+            )
+        except REPLICA_ERRORS as exc:
+            f = failure(exc)
+            raise Reply(f.status, {"error": f.error, "details": f.details}, f.headers) from None
+        return answer.status, answer.body, answer.content_type
 
     @staticmethod
     async def _read_body(receive: Receive) -> bytes:

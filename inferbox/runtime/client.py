@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import httptools
+
+from inferbox.runtime.base import ModelNotRunning
 
 MAX_IDLE_PER_ADDRESS = 256
 
@@ -27,6 +30,28 @@ class ReplicaUnreachable(Exception):
 
 class ReplicaTimeout(Exception):
     """No answer in time."""
+
+
+@dataclass(frozen=True)
+class Failure:
+    """How a failed replica call reads to whoever called inferbox: status, error, details, headers."""
+
+    status: int
+    error: str
+    details: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+# What `ReplicaClient.call` raises; `failure()` says how each one answers.
+REPLICA_ERRORS = (ModelNotRunning, ReplicaTimeout, ReplicaUnreachable)
+
+
+def failure(exc: Exception) -> Failure:
+    if isinstance(exc, ModelNotRunning):
+        return Failure(503, "Model not ready", str(exc), {"Retry-After": str(exc.retry_after)})
+    if isinstance(exc, ReplicaTimeout):
+        return Failure(504, "Model timed out", "No answer from the model in time")
+    return Failure(503, "Model not ready", f"Replica unavailable: {exc}", {"Retry-After": "1"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +203,25 @@ class ReplicaClient:
             else:
                 connection.close()
             return answer
+
+    async def call(
+        self,
+        connect: Callable[[], AbstractAsyncContextManager[str]],
+        method: str,
+        path: str,
+        body: bytes = b"",
+        headers: Mapping[str, str] | None = None,
+    ) -> Answer:
+        """One call to the replica `connect` picks. A replica that died after it was picked (refused
+        or cut off) is replaced by a second pick, once. Raises one of REPLICA_ERRORS."""
+        for attempt in (1, 2):
+            try:
+                async with connect() as base_url:
+                    return await self.request(method, base_url, path, body, headers)
+            except ReplicaUnreachable:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     async def close(self) -> None:
         for idle in self._idle.values():
