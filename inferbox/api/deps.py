@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
-from starlette.concurrency import run_in_threadpool
 
 from inferbox.api.middleware import client_address
 from inferbox.auth.principal import Principal
@@ -42,9 +41,7 @@ async def get_principal(request: Request, platform: PlatformDep) -> Principal:
             details={"reason": problem},
         )
         raise unauthorized(problem)
-    if principal.is_admin or platform.tenants.known(principal.tenant):
-        return principal
-    if not await run_in_threadpool(platform.tenants.exists, principal.tenant):
+    if not principal.is_admin and not await platform.tenants.exists_async(principal.tenant):
         platform.audit.record(
             Actor(principal.subject, principal.tenant, source_ip(request)),
             "auth.tokenRefused",

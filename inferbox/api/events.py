@@ -21,11 +21,10 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, WebSocket
-from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocketDisconnect
 
 from inferbox.auth.principal import Principal
-from inferbox.auth.tokens import TokenError
+from inferbox.auth.tokens import TokenError, bearer
 from inferbox.control.audit import DENIED, Actor
 from inferbox.events import EVENT_TYPES, Event, Subscription
 from inferbox.logs import scrub_data
@@ -231,10 +230,10 @@ class EventSocket:
         """(token, problem) from the Authorization header, else the `token` query parameter."""
         header = self.ws.headers.get("authorization")
         if header:
-            scheme, _, credential = header.partition(" ")
-            if scheme.lower() != "bearer" or not credential.strip():
+            credential = bearer(header)
+            if credential is None:
                 return None, "Authorization header must be 'Bearer <token>'"
-            return credential.strip(), None
+            return credential, None
         token = self.ws.query_params.get("token")
         return (token or None), None
 
@@ -274,19 +273,13 @@ class EventSocket:
             token = await self._first_message_token()
             if token is None:
                 return None
-        tokens = self.platform.tokens
         try:
-            if tokens.needs_network(token):
-                principal = await run_in_threadpool(tokens.verify, token)
-            else:
-                principal = tokens.verify(token)
+            principal = await self.platform.tokens.verify_async(token)
         except TokenError as exc:
             self._refused("anonymous", None, str(exc))
             await self.close(Close(CLOSE_UNAUTHENTICATED, str(exc)[:100]))
             return None
-        if not principal.is_admin and not await run_in_threadpool(
-            self.platform.tenants.exists, principal.tenant
-        ):
+        if not principal.is_admin and not await self.platform.tenants.exists_async(principal.tenant):
             self._refused(principal.subject, principal.tenant, "unknown tenant")
             await self.close(Close(CLOSE_UNAUTHENTICATED, "Unknown tenant"))
             return None
@@ -333,8 +326,8 @@ class EventSocket:
         while True:
             await asyncio.sleep(self.ping_seconds)
             # A tenant deleted while its socket is open stops hearing anything from then on.
-            if not self.principal.is_admin and not await run_in_threadpool(
-                self.platform.tenants.exists, self.principal.tenant
+            if not self.principal.is_admin and not await self.platform.tenants.exists_async(
+                self.principal.tenant
             ):
                 return Close(CLOSE_UNAUTHENTICATED, "Unknown tenant")
             await self.send({"type": "ping", "timestamp": _now()})

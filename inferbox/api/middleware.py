@@ -11,10 +11,9 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from inferbox.auth.tokens import TokenError
+from inferbox.auth.tokens import TokenError, bearer
 from inferbox.logs import request_id_var
 from inferbox.ratelimit import Decision, Quota
 
@@ -129,13 +128,12 @@ class ApiGuard:
         rate_key = f"ip:{client_address(scope)}"
         authorization = _header(scope, b"authorization")
         if authorization:
-            scheme, _, credential = authorization.partition(" ")
-            credential = credential.strip()
-            if scheme.lower() != "bearer" or not credential:
+            credential = bearer(authorization)
+            if credential is None:
                 state["auth_error"] = "Authorization header must be 'Bearer <token>'"
             else:
                 try:
-                    principal = await self._verify(credential)
+                    principal = await self.platform.tokens.verify_async(credential)
                 except TokenError as exc:
                     state["auth_error"] = str(exc)
                 else:
@@ -147,13 +145,6 @@ class ApiGuard:
             await self._refuse(decision, headers, send)
             return
         await self.app(scope, receive, _with_headers(send, headers))
-
-    async def _verify(self, credential: str) -> Any:
-        tokens = self.platform.tokens
-        # HS256 verification is microseconds; a JWKS token may need a key fetch, which blocks.
-        if tokens.needs_network(credential):
-            return await run_in_threadpool(tokens.verify, credential)
-        return tokens.verify(credential)
 
     async def _refuse(self, decision: Decision, headers: list[tuple[bytes, bytes]], send: Send) -> None:
         assert decision.refused_by is not None

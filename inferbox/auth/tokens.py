@@ -8,6 +8,7 @@ is set. `exp` is required and checked, `nbf` is checked when present, `iss`/`aud
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +19,13 @@ from jwt import PyJWKClient
 from inferbox.auth.principal import Principal
 
 ASYMMETRIC_ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256"]
+
+
+def bearer(authorization: str | None) -> str | None:
+    """The credential of an `Authorization: Bearer <credential>` header; None for any other value."""
+    scheme, _, credential = (authorization or "").partition(" ")
+    credential = credential.strip()
+    return credential if scheme.lower() == "bearer" and credential else None
 
 
 class TokenError(Exception):
@@ -61,6 +69,13 @@ class TokenService:
         return token
 
     # -- verifying -------------------------------------------------------------------------------
+    async def verify_async(self, token: str) -> Principal:
+        """`verify` for the event loop: HS256 takes microseconds, but a JWKS token may need a key fetch,
+        which runs in a worker thread."""
+        if self.needs_network(token):
+            return await asyncio.to_thread(self.verify, token)
+        return self.verify(token)
+
     def needs_network(self, token: str) -> bool:
         """Whether verifying this token may fetch keys from the JWKS URL (so must not block a loop)."""
         if self._jwks is None:

@@ -3,6 +3,7 @@ authenticated request, so it caches briefly; changes made in this process are se
 
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
 import time
@@ -67,6 +68,10 @@ class TenantDirectory:
         """True when the cache (fresh) knows the tenant; False means "ask `exists`", not "no"."""
         with self._lock:
             return name in self._names and time.monotonic() - self._loaded_at < self._cache_seconds
+
+    async def exists_async(self, name: str) -> bool:
+        """`exists` for the event loop: the store is asked (in a worker thread) only on a cache miss."""
+        return self.known(name) or await asyncio.to_thread(self.exists, name)
 
     def exists(self, name: str) -> bool:
         # A miss always asks the store: a tenant created by another process must work at once.

@@ -14,10 +14,9 @@ from typing import Any
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
-from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
-from inferbox.auth.tokens import TokenError, TokenService
+from inferbox.auth.tokens import TokenError, TokenService, bearer
 from inferbox.control.tenants import TenantDirectory
 from inferbox.gateway.routes import Route, RouteTable
 from inferbox.gateway.upstream import Upstream
@@ -189,10 +188,7 @@ class Gateway:
         key = headers.get("x-api-key")
         if key:
             return key.strip()
-        scheme, _, value = headers.get("authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and value.strip():
-            return value.strip()
-        return None
+        return bearer(headers.get("authorization"))
 
     async def _authorized(self, route: Route, headers: dict[str, str]) -> bool:
         credential = self._credential(headers)
@@ -204,16 +200,11 @@ class Gateway:
             # A JWKS token may need a key fetch, and an unknown tenant a store query: neither may block
             # the loop every published model is served from.
             try:
-                if self.tokens.needs_network(credential):
-                    principal = await run_in_threadpool(self.tokens.verify, credential)
-                else:
-                    principal = self.tokens.verify(credential)
+                principal = await self.tokens.verify_async(credential)
             except TokenError:
                 return False
-            if principal.tenant not in route.allowed_tenants:
-                return False
-            return self.tenants.known(principal.tenant) or await run_in_threadpool(
-                self.tenants.exists, principal.tenant
+            return principal.tenant in route.allowed_tenants and await self.tenants.exists_async(
+                principal.tenant
             )
         return route.public
 
