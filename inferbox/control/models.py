@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -48,6 +49,9 @@ PREDICT_TIMEOUT_SECONDS = 60.0
 JSON_HEADERS = {"Content-Type": "application/json"}
 
 
+_CONFIG_FIELDS = ("framework", "storage_uri", "min_replicas", "max_replicas", "scale_target", "scale_metric")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """The user-settable part of a model, validated."""
@@ -59,15 +63,13 @@ class ModelConfig:
     scale_target: int
     scale_metric: str
 
+    @classmethod
+    def of(cls, row: Model) -> ModelConfig:
+        return cls(**{name: getattr(row, name) for name in _CONFIG_FIELDS})
+
     def spec_fields(self) -> dict[str, Any]:
-        return {
-            "framework": self.framework,
-            "storage_uri": self.storage_uri,
-            "min_replicas": self.min_replicas,
-            "max_replicas": self.max_replicas,
-            "scale_target": self.scale_target,
-            "scale_metric": self.scale_metric,
-        }
+        """The fields by their names in ModelSpec and in the models table (they are the same)."""
+        return {name: getattr(self, name) for name in _CONFIG_FIELDS}
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -158,12 +160,7 @@ def _spec(row: Model) -> ModelSpec:
     return ModelSpec(
         namespace=row.namespace,
         name=row.name,
-        framework=row.framework,
-        storage_uri=row.storage_uri,
-        min_replicas=row.min_replicas,
-        max_replicas=row.max_replicas,
-        scale_target=row.scale_target,
-        scale_metric=row.scale_metric,
+        **ModelConfig.of(row).spec_fields(),
         generation=row.generation,
         port=row.port,
     )
@@ -346,12 +343,7 @@ class ModelService:
             row = Model(
                 namespace=namespace,
                 name=name,
-                framework=config.framework,
-                storage_uri=config.storage_uri,
-                min_replicas=config.min_replicas,
-                max_replicas=config.max_replicas,
-                scale_target=config.scale_target,
-                scale_metric=config.scale_metric,
+                **config.spec_fields(),
                 generation=1,
                 port=None,
                 created_at=stamp,
@@ -438,14 +430,7 @@ class ModelService:
             # Merged over the row as it is now, under the lock: two concurrent updates of different
             # fields both land instead of the second putting back what the first changed.
             row = await run_in_threadpool(self.find, row.namespace, row.name)
-            current = ModelConfig(
-                row.framework,
-                row.storage_uri,
-                row.min_replicas,
-                row.max_replicas,
-                row.scale_target,
-                row.scale_metric,
-            ).to_json()
+            current = ModelConfig.of(row).to_json()
             merged = {**current, **{k: v for k, v in patch.items() if k in allowed and v is not None}}
             if "storageUri" in patch and isinstance(merged.get("storageUri"), str):
                 await run_in_threadpool(
@@ -458,13 +443,25 @@ class ModelService:
                 self.runtime.check(replace(old_spec, **config.spec_fields()))
             except ValueError as exc:
                 raise bad_request(str(exc)) from None
-            new_row = await run_in_threadpool(self._apply_update, row.id, config, rolled)
+            new_row = await run_in_threadpool(
+                partial(
+                    self._write, row.id, config, generation=row.generation + int(rolled), updated_at=now()
+                )
+            )
             if new_row is None:
                 raise not_found("Model", f"No model named '{row.name}'")
             try:
                 await self.runtime.apply(_spec(new_row))
             except Exception as exc:
-                await run_in_threadpool(self._restore, old_spec, row.updated_at)
+                await run_in_threadpool(
+                    partial(
+                        self._write,
+                        row.id,
+                        ModelConfig.of(row),
+                        generation=row.generation,
+                        updated_at=row.updated_at,
+                    )
+                )
                 self.audit.record(
                     actor,
                     "model.update",
@@ -492,32 +489,19 @@ class ModelService:
             "model": self.view(new_row),
         }
 
-    def _apply_update(self, row_id: int, config: ModelConfig, rolled: bool) -> Model | None:
+    def _write(
+        self, row_id: int, config: ModelConfig, *, generation: int, updated_at: datetime
+    ) -> Model | None:
+        """Store a model's config (an update, or the old config back when the runtime refused it)."""
         with self.store.session() as session:
             row = session.get(Model, row_id)
             if row is None:
                 return None
-            row.framework, row.storage_uri = config.framework, config.storage_uri
-            row.min_replicas, row.max_replicas = config.min_replicas, config.max_replicas
-            row.scale_target, row.scale_metric = config.scale_target, config.scale_metric
-            if rolled:
-                row.generation += 1
-            row.updated_at = now()
+            for name, value in config.spec_fields().items():
+                setattr(row, name, value)
+            row.generation, row.updated_at = generation, updated_at
         self._remember(row)
         return row
-
-    def _restore(self, spec: ModelSpec, updated_at: datetime) -> None:
-        with self.store.session() as session:
-            row = session.scalar(
-                select(Model).where(Model.namespace == spec.namespace, Model.name == spec.name)
-            )
-            if row is None:
-                return
-            row.framework, row.storage_uri = spec.framework, spec.storage_uri
-            row.min_replicas, row.max_replicas = spec.min_replicas, spec.max_replicas
-            row.scale_target, row.scale_metric = spec.scale_target, spec.scale_metric
-            row.generation, row.updated_at = spec.generation, updated_at
-            self._remember(row)
 
     async def delete(self, row: Model, actor: Actor) -> None:
         async with self._lock(row.namespace, row.name):
