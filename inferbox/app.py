@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -12,8 +13,8 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from inferbox import __version__
-from inferbox.api import admin, auth, events, models, ops, publishing, tenants
-from inferbox.api.middleware import ApiGuard, RequestContext
+from inferbox.api import admin, auth, events, models, openapi, ops, publishing, tenants
+from inferbox.api.middleware import ApiGuard, BodyLimit, RequestContext
 from inferbox.errors import install as install_error_handlers
 from inferbox.platform import Platform
 
@@ -29,14 +30,26 @@ def create_app(platform: Platform) -> FastAPI:
         platform.events.bind(asyncio.get_running_loop())
         await platform.models.start()
         await platform.gateway.start()
+        keeping = None
+        if platform.lease is not None:
+            keeping = asyncio.create_task(
+                platform.lease.keep(platform.runtime.close, platform.store_health), name="runtime-lease"
+            )
         # Everything made at start-up lives as long as the process: keep it out of the collector's
         # sweeps, which would otherwise walk this whole heap on the gateway's hot path.
         gc.freeze()
         try:
             yield
         finally:
+            if keeping is not None:
+                keeping.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await keeping
             await platform.gateway.stop()
             await platform.models.close()
+            if platform.lease is not None:
+                with contextlib.suppress(Exception):  # a store outage at shutdown: the lease goes stale
+                    await asyncio.to_thread(platform.lease.release)
             platform.audit.close()
             platform.store.close()
 
@@ -50,11 +63,14 @@ def create_app(platform: Platform) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.platform = platform
-    install_error_handlers(app)
-    for module in (ops, auth, tenants, models, publishing, admin, events):
-        app.include_router(module.router)
+    install_error_handlers(app, platform.store_health, lambda path: openapi.allowed_methods(app, path))
+    routers = [m.router for m in (ops, auth, tenants, models, publishing, admin, events)]
+    for router in routers:
+        app.include_router(router)
+    app.openapi = lambda: openapi.document(app, routers)  # type: ignore[method-assign]
     # Added last = outermost: CORS answers preflights before anything else runs.
     app.add_middleware(ApiGuard, platform=platform)
+    app.add_middleware(BodyLimit, inference_bytes=platform.settings.max_body_bytes)
     app.add_middleware(RequestContext, platform=platform)
     if platform.settings.cors_origins:
         app.add_middleware(

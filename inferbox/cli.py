@@ -38,12 +38,10 @@ def cmd_serve(_args: argparse.Namespace) -> int:
         app,
         host=settings.host,
         port=settings.port,
-        log_config=None,
-        access_log=False,
-        server_header=False,
         loop="uvloop",
         http="httptools",
         timeout_graceful_shutdown=30,
+        **settings.server_options(),  # type: ignore[arg-type]
     )
     return 0
 
@@ -82,8 +80,7 @@ def cmd_gateway(_args: argparse.Namespace) -> int:
             tokens,
             TenantDirectory(store),
             DirectUpstream(),
-            host=settings.host,
-            port=settings.gateway_port,
+            settings=settings,
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -201,10 +198,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return server_main(words[1:])
     args = parser().parse_args(words)
+    from inferbox.runtime.base import RuntimeLocked
+
     try:
         return int(args.func(args) or 0)
     except ConfigError as exc:
         print(f"inferbox: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except RuntimeLocked as exc:
+        print(f"inferbox: cannot start: {exc}", file=sys.stderr)
         return 2
 
 

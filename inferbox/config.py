@@ -5,6 +5,7 @@ A bad value stops start-up with one clear line (`ConfigError`), never a tracebac
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from collections.abc import Mapping
@@ -51,6 +52,11 @@ class Settings:
     max_replicas: int = 16
     # Where tenants' local storageUris must lie (None: the directory inferbox starts in).
     model_root: Path | None = None
+    # Addresses (or networks) of reverse proxies whose X-Forwarded-For is believed; none by default, so
+    # that no caller can choose the address its audit entries and per-address limits see.
+    forwarded_allow_ips: tuple[str, ...] = ()
+    # The largest inference request body (API predict, gateway, replicas). Control routes take far less.
+    max_body_bytes: int = 32 * 1024 * 1024
     # Extra knobs for tests and operators; not in the spec.
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -66,6 +72,18 @@ class Settings:
     @property
     def public_gateway_url(self) -> str:
         return (self.gateway_url or f"http://localhost:{self.gateway_port}").rstrip("/")
+
+    def server_options(self) -> dict[str, object]:
+        """The uvicorn options every HTTP server of inferbox shares (control plane and gateway)."""
+        return {
+            "proxy_headers": bool(self.forwarded_allow_ips),
+            "forwarded_allow_ips": list(self.forwarded_allow_ips) or None,
+            "server_header": False,
+            "access_log": False,
+            "log_config": None,
+            # A WebSocket message is a token or a subscription: a few KiB at most.
+            "ws_max_size": 64 * 1024,
+        }
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -127,6 +145,21 @@ def _log_level(raw: str) -> tuple[str, bool]:
     return level, as_json
 
 
+def _proxies(env: Mapping[str, str]) -> tuple[str, ...]:
+    """FORWARDED_ALLOW_IPS: comma-separated addresses or networks of trusted proxies (`*` for any)."""
+    entries = tuple(e.strip() for e in (env.get("FORWARDED_ALLOW_IPS") or "").split(",") if e.strip())
+    for entry in entries:
+        if entry == "*":
+            continue
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"FORWARDED_ALLOW_IPS entries must be IP addresses or networks (or *), got {entry!r}"
+            ) from None
+    return entries
+
+
 def from_env(env: Mapping[str, str] | None = None) -> Settings:
     """Read settings from the environment (os.environ by default)."""
     env = os.environ if env is None else env
@@ -179,15 +212,26 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         scale_down_delay_seconds=_float(env, "INFERBOX_SCALE_DOWN_DELAY_SECONDS", 30.0, minimum=0.0),
         max_replicas=_int(env, "INFERBOX_MAX_REPLICAS", 16, minimum=1),
         model_root=Path(env["INFERBOX_MODEL_ROOT"]) if env.get("INFERBOX_MODEL_ROOT") else None,
+        forwarded_allow_ips=_proxies(env),
+        max_body_bytes=_int(
+            env, "INFERBOX_MAX_BODY_BYTES", 32 * 1024 * 1024, minimum=64 * 1024, maximum=1024**3
+        ),
     )
+
+
+def ensure_data_dir(path: Path) -> None:
+    """The data dir holds the store, the JWT secret and the runtime's state: only its owner may enter."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.stat().st_uid == os.getuid():
+        path.chmod(0o700)
 
 
 def ensure_jwt_secret(settings: Settings) -> Settings:
     """Without JWT_SECRET, make a random secret once and keep it (mode 0600) in the data dir."""
+    ensure_data_dir(settings.data_dir)
     if settings.jwt_secret:
         return settings
     path = settings.data_dir / "jwt_secret"
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

@@ -1,18 +1,26 @@
 """Errors in the spec's one shape: `{"error": "...", "details": "..."}`, for every route and status.
 
-Handlers raise `ApiError` (or a subclass); FastAPI's own 404/405/422 and any unexpected exception are
-turned into the same shape by `install`. Bodies never carry a stack trace.
+Handlers raise `ApiError` (or a subclass); FastAPI's own 404/405/413/422 and a store that cannot be
+reached (503) are turned into the same shape by `install`. An unexpected exception is answered by
+`unexpected_error_response` from the request middleware, which keeps the connection usable. Bodies
+never carry a stack trace.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 from starlette.responses import JSONResponse
+
+from inferbox.health import Dependency
+from inferbox.store import STORE_UNAVAILABLE
 
 log = logging.getLogger("inferbox.errors")
 
@@ -88,8 +96,30 @@ def describe_validation_error(err: dict[str, Any]) -> str:
     return f"Field '{field}': {msg}"
 
 
-def install(app: FastAPI) -> None:
-    """Register the handlers that give every error the spec's shape."""
+STORE_RETRY_AFTER = 5
+
+
+def store_unavailable() -> ApiError:
+    return ApiError(
+        503,
+        "Service unavailable",
+        "The store is unreachable; try again shortly",
+        headers={"Retry-After": str(STORE_RETRY_AFTER)},
+    )
+
+
+def unexpected_error_response(request_id: str | None) -> JSONResponse:
+    details = f"Unexpected error; request id {request_id}" if request_id else "Unexpected error"
+    return error_response(ApiError(500, "Internal server error", details))
+
+
+def install(
+    app: FastAPI,
+    store_health: Dependency | None = None,
+    allowed_methods: Callable[[str], list[str]] | None = None,
+) -> None:
+    """Register the handlers that give every error the spec's shape. `allowed_methods(path)` names
+    what a 405's Allow header lists."""
 
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
@@ -109,16 +139,26 @@ def install(app: FastAPI) -> None:
             err = ApiError(
                 405, "Method not allowed", f"{request.method} is not allowed on {request.url.path}"
             )
+            methods = allowed_methods(request.url.path) if allowed_methods else []
+            if methods:
+                err.headers["Allow"] = ", ".join(methods)
+                exc = StarletteHTTPException(405)  # its Allow (one route's methods) is replaced
+        elif exc.status_code == 413:
+            limit = request.scope.get(MAX_BODY_SIZE_SCOPE_KEY)
+            err = ApiError(
+                413,
+                "Request body too large",
+                f"At most {limit} bytes on this route" if limit else "The body is too large for this route",
+            )
         else:
             err = ApiError(exc.status_code, str(exc.detail), str(exc.detail))
         err.headers.update(exc.headers or {})
         return error_response(err)
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        request_id = getattr(request.state, "request_id", None)
-        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-        details = f"Unexpected error; request id {request_id}" if request_id else "Unexpected error"
-        # This answer is sent outside the other middleware, so it carries the request id itself.
-        headers = {"X-Request-ID": request_id} if request_id else None
-        return error_response(ApiError(500, "Internal server error", details, headers=headers))
+    @app.exception_handler(sa_exc.SQLAlchemyError)
+    async def _store(request: Request, exc: sa_exc.SQLAlchemyError) -> JSONResponse:
+        if not isinstance(exc, STORE_UNAVAILABLE) and not getattr(exc, "connection_invalidated", False):
+            raise exc  # a bug, not an outage: the request middleware answers 500 and logs it once
+        if store_health is not None:
+            store_health.failed(exc)
+        return error_response(store_unavailable())

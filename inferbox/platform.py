@@ -12,14 +12,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from inferbox.auth.tokens import TokenService
-from inferbox.config import Settings
+from inferbox.config import Settings, ensure_data_dir
 from inferbox.control.audit import AuditLog
+from inferbox.control.lease import Lease
 from inferbox.control.models import ModelService, StoragePolicy
 from inferbox.control.publishing import PublishingService
 from inferbox.control.tenants import TenantDirectory
 from inferbox.events import EventBus
 from inferbox.gateway.service import GatewayService
 from inferbox.gateway.upstream import RuntimeUpstream
+from inferbox.health import Dependency
 from inferbox.logs import RecentLines
 from inferbox.metrics import HttpMetrics
 from inferbox.ratelimit import Limiter
@@ -45,12 +47,20 @@ class Platform:
     models: ModelService
     publishing: PublishingService
     gateway: GatewayService
+    # What this process last saw of the store (its outages are logged once per interval).
+    store_health: Dependency
+    # Held while this control plane owns the local runtime's processes (see control/lease.py).
+    lease: Lease | None = None
     started_at: float = field(default_factory=time.time)
 
 
 def build(settings: Settings, recent_logs: RecentLines | None = None) -> Platform:
-    """Open the store (running migrations) and wire the parts. `settings.jwt_secret` must be set."""
+    """Open the store (running migrations) and wire the parts. `settings.jwt_secret` must be set.
+
+    Raises RuntimeLocked when another control plane owns the local runtime of this store or data dir:
+    a second one would run every model twice (see control/lease.py)."""
     assert settings.jwt_secret, "ensure_jwt_secret() first"
+    ensure_data_dir(settings.data_dir)
     store = Store(settings.effective_database_url)
     store.migrate()
     tokens = TokenService(
@@ -63,24 +73,36 @@ def build(settings: Settings, recent_logs: RecentLines | None = None) -> Platfor
         ttl_seconds=settings.token_ttl_seconds,
     )
     events = EventBus()
-    audit = AuditLog(store)
     runtime = LocalRuntime(
         settings.data_dir / "runtime",
         events,
         scale_to_zero_seconds=settings.scale_to_zero_seconds,
         scale_down_delay_seconds=settings.scale_down_delay_seconds,
+        max_body_bytes=settings.max_body_bytes,
     )
+    lease = Lease(store, runtime.name)
+    try:
+        runtime.claim()
+        lease.acquire()
+    except BaseException:
+        runtime.unclaim()
+        store.close()
+        raise
+    store_health = Dependency("the store")
+    audit = AuditLog(store, store_health)
     tenants = TenantDirectory(store)
-    limiter = Limiter(settings.redis_url, prefix=settings.redis_prefix)
+    # The API falls back to in-process limits while Redis is down; the gateway refuses (its limits are
+    # the publications' contracts). Both share one connection pool and one view of Redis's health.
+    limiter = Limiter(settings.redis_url, prefix=settings.redis_prefix, fallback=True)
     publishing = PublishingService(store, events, audit, settings.public_gateway_url)
     gateway = GatewayService(
         store,
-        limiter,
+        limiter.with_fallback(False),
         tokens,
         tenants,
         RuntimeUpstream(runtime),
-        host=settings.host,
-        port=settings.gateway_port,
+        settings=settings,
+        store_health=store_health,
     )
     # The gateway in this process sees every change at once, not at its next reload.
     publishing.listeners.append(gateway.routes.reload)
@@ -107,4 +129,6 @@ def build(settings: Settings, recent_logs: RecentLines | None = None) -> Platfor
         models=models,
         publishing=publishing,
         gateway=gateway,
+        store_health=store_health,
+        lease=lease,
     )

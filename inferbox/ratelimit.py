@@ -6,19 +6,33 @@ each hit is one atomic increment, O(1) in memory and one round trip to Redis, so
 (N admitted in a window, never N+1, however many processes race) and the cost does not grow with the
 limit. A moving window would keep one timestamp per admitted request: millions for an hourly limit.
 One `Limiter` serves the API, the login lock-out and the gateway; each names its quotas.
+
+When Redis is unreachable a limiter either answers from in-process windows (`fallback=True`: the API,
+whose limits protect the service and need not be exact for a while) or refuses with
+`LimiterUnavailable` (the gateway, whose limits are the publications' contracts: a per-process budget
+would multiply them by the number of gateways). After a failure Redis is left alone for
+`PROBE_SECONDS`, so an outage costs one failed round trip per second, not one per request.
 """
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any, TypeVar
 
 from limits import RateLimitItem, RateLimitItemPerSecond
 from limits.aio.strategies import FixedWindowRateLimiter
+from limits.errors import StorageError
 from limits.storage import storage_from_string
+
+from inferbox.health import Dependency
+
+T = TypeVar("T")
 
 
 class _WindowItem(RateLimitItemPerSecond):
@@ -88,57 +102,152 @@ class Decision:
         return headers
 
 
+class LimiterUnavailable(Exception):
+    """The shared rate-limit storage cannot be reached and this limiter does not fall back."""
+
+    retry_after = 2
+
+
+PROBE_SECONDS = 1.0
+# Redis calls that take longer than this are failures: a hung Redis must not hang every request.
+REDIS_TIMEOUT_SECONDS = 1.0
+
+
+class _Backends:
+    """The storages and the outage state that every policy view of one limiter shares."""
+
+    def __init__(self, redis_url: str | None, prefix: str) -> None:
+        self.memory = storage_from_string("async+memory://")
+        self.memory_strategy = FixedWindowRateLimiter(self.memory)  # type: ignore[arg-type]
+        self.shared: Any = None
+        self.shared_strategy: FixedWindowRateLimiter | None = None
+        self.redis = Dependency("redis")
+        self.retry_at = 0.0
+        if redis_url:
+            scheme, rest = redis_url.split("://", 1)
+            self.shared = storage_from_string(
+                f"async+{scheme}://{rest}",
+                implementation="redispy",
+                key_prefix=prefix,
+                wrap_exceptions=True,
+                socket_timeout=REDIS_TIMEOUT_SECONDS,
+                socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+            )
+            self.shared_strategy = FixedWindowRateLimiter(self.shared)
+
+
 class Limiter:
     """Hits quotas for a key. Every quota is hit atomically in the storage; a request counts against
     later quotas only once the earlier ones admitted it."""
 
-    def __init__(self, redis_url: str | None = None, *, prefix: str = "inferbox") -> None:
-        if redis_url:
-            scheme, rest = redis_url.split("://", 1)
-            self._storage = storage_from_string(
-                f"async+{scheme}://{rest}", implementation="redispy", key_prefix=prefix
-            )
+    def __init__(
+        self, redis_url: str | None = None, *, prefix: str = "inferbox", fallback: bool = False
+    ) -> None:
+        self._backends = _Backends(redis_url, prefix)
+        self.fallback = fallback
+
+    def with_fallback(self, fallback: bool) -> Limiter:
+        """The same limiter (same storages, same outage state) with another outage policy."""
+        view = copy.copy(self)
+        view.fallback = fallback
+        return view
+
+    @property
+    def shared(self) -> bool:
+        return self._backends.shared is not None
+
+    @property
+    def redis(self) -> Dependency | None:
+        return self._backends.redis if self.shared else None
+
+    async def _run(self, op: Callable[[Any, FixedWindowRateLimiter], Awaitable[T]]) -> T:
+        backends = self._backends
+        if backends.shared is None:
+            return await op(backends.memory, backends.memory_strategy)
+        if time.monotonic() >= backends.retry_at:
+            try:
+                result = await op(backends.shared, backends.shared_strategy)
+            except StorageError as exc:
+                backends.retry_at = time.monotonic() + PROBE_SECONDS
+                backends.redis.failed(exc)
+            else:
+                backends.redis.ok()
+                return result
+        if self.fallback:
+            return await op(backends.memory, backends.memory_strategy)
+        raise LimiterUnavailable("the rate-limit storage (Redis) is unreachable")
+
+    async def ping(self) -> bool:
+        """Ask Redis directly (for /health); True without Redis."""
+        backends = self._backends
+        if backends.shared is None:
+            return True
+        try:
+            healthy = bool(await asyncio.wait_for(backends.shared.check(), REDIS_TIMEOUT_SECONDS * 2))
+        except Exception as exc:  # check() may raise what the client raises; all mean "down"
+            backends.redis.failed(exc)
+            return False
+        if healthy:
+            backends.redis.ok()
         else:
-            self._storage = storage_from_string("async+memory://")
-        self._strategy = FixedWindowRateLimiter(self._storage)  # type: ignore[arg-type]
+            backends.redis.failed(ConnectionError("PING failed"))
+        return healthy
 
     async def hit(self, key: str, quotas: Sequence[Quota], cost: int = 1) -> Decision:
         """Spend `cost` of each quota in turn until one refuses. The fixed-window strategy's own hit
         is one increment compared with the amount; doing that increment here keeps its count, so the
         answer's remaining budget costs one more storage call per quota instead of three."""
-        storage = self._storage
-        now = time.time()
-        refused: Quota | None = None
-        states = []
-        for quota in quotas:
-            item = quota.item
-            storage_key = item.key_for(key, quota.name)
-            if refused is None:
-                count = await storage.incr(storage_key, item.get_expiry(), amount=cost)
-                if count > quota.amount:
-                    refused = quota
-            else:
-                count = await storage.get(storage_key)
-            reset_after = max(0, math.ceil(await storage.get_expiry(storage_key) - now))
-            states.append(QuotaState(quota, max(0, quota.amount - count), reset_after))
-        return Decision(refused is None, tuple(states), refused)
+
+        async def op(storage: Any, _strategy: FixedWindowRateLimiter) -> Decision:
+            now = time.time()
+            refused: Quota | None = None
+            states = []
+            for quota in quotas:
+                item = quota.item
+                storage_key = item.key_for(key, quota.name)
+                if refused is None:
+                    count = await storage.incr(storage_key, item.get_expiry(), amount=cost)
+                    if count > quota.amount:
+                        refused = quota
+                else:
+                    count = await storage.get(storage_key)
+                reset_after = max(0, math.ceil(await storage.get_expiry(storage_key) - now))
+                states.append(QuotaState(quota, max(0, quota.amount - count), reset_after))
+            return Decision(refused is None, tuple(states), refused)
+
+        return await self._run(op)
 
     async def test(self, key: str, quotas: Sequence[Quota]) -> Decision:
         """Would one more request be admitted? Spends nothing."""
-        for quota in quotas:
-            if not await self._strategy.test(quota.item, key, quota.name):
-                return Decision(False, await self.states(key, quotas), quota)
-        return Decision(True, await self.states(key, quotas))
+
+        async def op(_storage: Any, strategy: FixedWindowRateLimiter) -> Decision:
+            refused = None
+            for quota in quotas:
+                if not await strategy.test(quota.item, key, quota.name):
+                    refused = quota
+                    break
+            return Decision(refused is None, await _states(strategy, key, quotas), refused)
+
+        return await self._run(op)
 
     async def states(self, key: str, quotas: Sequence[Quota]) -> tuple[QuotaState, ...]:
-        now = time.time()
-        states = []
-        for quota in quotas:
-            stats = await self._strategy.get_window_stats(quota.item, key, quota.name)
-            reset_after = max(0, math.ceil(stats.reset_time - now))
-            states.append(QuotaState(quota, max(0, stats.remaining), reset_after))
-        return tuple(states)
+        return await self._run(lambda _storage, strategy: _states(strategy, key, quotas))
 
     async def clear(self, key: str, quotas: Sequence[Quota]) -> None:
-        for quota in quotas:
-            await self._strategy.clear(quota.item, key, quota.name)
+        async def op(_storage: Any, strategy: FixedWindowRateLimiter) -> None:
+            for quota in quotas:
+                await strategy.clear(quota.item, key, quota.name)
+
+        await self._run(op)
+
+
+async def _states(
+    strategy: FixedWindowRateLimiter, key: str, quotas: Sequence[Quota]
+) -> tuple[QuotaState, ...]:
+    now = time.time()
+    states = []
+    for quota in quotas:
+        stats = await strategy.get_window_stats(quota.item, key, quota.name)
+        reset_after = max(0, math.ceil(stats.reset_time - now))
+        states.append(QuotaState(quota, max(0, stats.remaining), reset_after))
+    return tuple(states)

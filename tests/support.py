@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -120,9 +121,7 @@ def start_server(settings: Settings) -> RunningServer:
     ensure_admin(platform.store, settings.admin_username, settings.admin_password)
     app = create_app(platform)
     port = free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on"
-    )
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on", **settings.server_options())
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"inferbox-test-{port}", daemon=True)
     thread.start()
@@ -197,3 +196,91 @@ def gateway_process(srv: RunningServer, **extra: str) -> Iterator[tuple[str, sub
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+def client_from(base_url: str, address: str, **headers: str) -> httpx.Client:
+    """A client whose connections come from `address` (any 127.x.y.z is this machine's loopback): a
+    real, distinct source address without trusting any forwarded header."""
+    return httpx.Client(
+        base_url=base_url,
+        headers=headers,
+        timeout=30,
+        transport=httpx.HTTPTransport(local_address=address),
+    )
+
+
+class RedisServer:
+    """A redis-server process on a port of its own: stopping it is an outage only the test sees."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._dir = data_dir
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        assert binary, "redis-server is needed on PATH"
+        args = ["--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        self.proc = subprocess.Popen(
+            [binary, *args, "--dir", str(self._dir)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for(self.answers, timeout=10)
+
+    def answers(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            self.proc = None
+        deadline = time.monotonic() + 5
+        while self.answers() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+INFERBOX = [sys.executable, "-m", "inferbox"]
+
+
+def base_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JWT_", "ADMIN_", "DATABASE_", "REDIS_"))}
+    env.update(INFERBOX_DATA_DIR=str(tmp_path / "data"), **extra)
+    return env
+
+
+@contextmanager
+def serving(env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    port = free_port()
+    env = {**env, "PORT": str(port), "HOST": "127.0.0.1", "GATEWAY_PORT": str(free_port())}
+    proc = subprocess.Popen(
+        [*INFERBOX, "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"inferbox serve exited: {proc.stderr.read() if proc.stderr else ''}")
+        try:
+            return httpx.get(f"{base}/health", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        wait_for(up, timeout=30, interval=0.1)
+        yield base, proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

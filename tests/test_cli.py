@@ -2,31 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import stat
 import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import jwt
-from support import free_port, wait_for
-
-INFERBOX = [sys.executable, "-m", "inferbox"]
+from support import INFERBOX, base_env, free_port, serving, wait_for
 
 
 def run(args: list[str], env: dict[str, str], **kwargs) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*INFERBOX, *args], env=env, capture_output=True, text=True, timeout=60, **kwargs)
-
-
-def base_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("JWT_", "ADMIN_", "DATABASE_", "REDIS_"))}
-    env.update(INFERBOX_DATA_DIR=str(tmp_path / "data"), **extra)
-    return env
 
 
 def test_version() -> None:
@@ -86,36 +74,6 @@ def test_tenant_commands(tmp_path: Path) -> None:
     assert run(["tenant", "delete", "tenant-a"], env).returncode == 0
     assert run(["tenant", "delete", "tenant-a"], env).returncode == 1
     assert [line.split("\t")[0] for line in run(["tenant", "list"], env).stdout.splitlines()] == ["tenant-b"]
-
-
-@contextmanager
-def serving(env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    port = free_port()
-    env = {**env, "PORT": str(port), "HOST": "127.0.0.1", "GATEWAY_PORT": str(free_port())}
-    proc = subprocess.Popen(
-        [*INFERBOX, "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    base = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        if proc.poll() is not None:
-            raise AssertionError(f"inferbox serve exited: {proc.stderr.read() if proc.stderr else ''}")
-        try:
-            return httpx.get(f"{base}/health", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    try:
-        wait_for(up, timeout=30, interval=0.1)
-        yield base, proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 def test_serve_generates_the_admin_password_once_and_keeps_state_across_restarts(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Query, Request
 
 from inferbox.api.middleware import client_address
 from inferbox.auth.principal import Principal
@@ -18,6 +18,17 @@ async def get_platform(request: Request) -> Platform:
 
 
 PlatformDep = Annotated[Platform, Depends(get_platform)]
+
+# Path and query parameters that most routes share, documented once.
+ModelName = Annotated[str, Path(description="the model's name", examples=["my-model"], max_length=253)]
+Namespace = Annotated[
+    str | None,
+    Query(
+        description="the tenant to look in (admin only; a tenant always works in its own)",
+        examples=["tenant-a"],
+        max_length=253,
+    ),
+]
 
 
 def source_ip(request: Request) -> str:

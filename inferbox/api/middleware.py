@@ -1,5 +1,6 @@
-"""ASGI middleware of the control plane: request context (id, metrics, access log) and the API guard
-(who is calling, and whether their rate limit admits the request)."""
+"""ASGI middleware of the control plane: request context (id, metrics, access log, the answer to an
+unexpected error), body limits, and the API guard (who is calling, and whether their rate limit admits
+the request)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from inferbox.auth.tokens import TokenError, bearer
+from inferbox.errors import ApiError, error_response, unexpected_error_response
 from inferbox.logs import request_id_var
 from inferbox.ratelimit import Decision, Quota
 
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
     from inferbox.platform import Platform
 
 log = logging.getLogger("inferbox.access")
+log_errors = logging.getLogger("inferbox.errors")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
 
@@ -77,21 +80,32 @@ class RequestContext:
         scope.setdefault("state", {})["request_id"] = request_id
         token = request_id_var.set(request_id)
         status = 500
-        started = time.perf_counter()
+        started = False
+        began = time.perf_counter()
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, started = message["status"], True
                 message = dict(message)
                 message["headers"] = [*message.get("headers", ()), (b"x-request-id", request_id.encode())]
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            try:
+                await self.app(scope, receive, send_with_id)
+            except Exception as exc:
+                # One log record, and an answer in the error shape on a connection that stays usable
+                # (re-raising would make uvicorn log it again and drop the keep-alive connection).
+                log_errors.error(
+                    "unhandled error on %s %s: %s", scope.get("method"), scope["path"], exc, exc_info=exc
+                )
+                # Mid-answer there is nothing left to say: uvicorn closes the connection.
+                if scope["type"] == "http" and not started:
+                    await unexpected_error_response(request_id)(scope, receive, send_with_id)
         finally:
             if scope["type"] == "http":
-                elapsed = time.perf_counter() - started
+                elapsed = time.perf_counter() - began
                 route = scope.get("route")
                 template = getattr(route, "path", None) or "<unmatched>"
                 self.platform.metrics.observe(template, scope["method"], status, elapsed)
@@ -104,6 +118,79 @@ class RequestContext:
                     client_address(scope),
                 )
             request_id_var.reset(token)
+
+
+class BodyTooLarge(Exception):
+    """Raised into the app by `BodyLimit` when a streamed body passes its route's limit."""
+
+
+# The JSON bodies of control routes are small: a model, a publication (its metadata at most 16 KiB), a
+# kubectl command. Predict takes an inference body (INFERBOX_MAX_BODY_BYTES); validate-api-key, which
+# anyone may call, only a key.
+CONTROL_BODY_BYTES = 64 * 1024
+VALIDATE_KEY_BODY_BYTES = 4 * 1024
+_PREDICT_PATH = re.compile(r"^/api/models/[^/]+/predict$")
+
+
+class BodyLimit:
+    """Refuses a request body over its route's limit with 413, before it is read: at once when its
+    Content-Length says so, else as soon as the streamed bytes pass the limit (whatever the app was
+    about to answer is replaced by the 413). Starlette's own limiter answers such requests in plain
+    text, outside the spec's error shape; this one answers like every other error."""
+
+    def __init__(self, app: ASGIApp, *, inference_bytes: int) -> None:
+        self.app = app
+        self.inference_bytes = inference_bytes
+
+    def limit_for(self, path: str) -> int:
+        if _PREDICT_PATH.match(path):
+            return self.inference_bytes
+        if path == "/api/validate-api-key":
+            return VALIDATE_KEY_BODY_BYTES
+        return CONTROL_BODY_BYTES
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit_for(scope["path"])
+        refusal = error_response(
+            ApiError(413, "Request body too large", f"At most {limit} bytes on this route")
+        )
+        length = _header(scope, b"content-length")
+        if length is not None and length.strip().isdigit() and int(length) > limit:
+            await refusal(scope, receive, send)
+            return
+        received = 0
+        exceeded = False
+        answered = False
+
+        async def limited_receive() -> Message:
+            nonlocal received, exceeded
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    exceeded = True
+                    raise BodyTooLarge
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal answered
+            if exceeded:
+                if not answered:
+                    answered = True
+                    await refusal(scope, receive, send)
+                return
+            answered = answered or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except BodyTooLarge:
+            if not answered:
+                answered = True
+                await refusal(scope, receive, send)
 
 
 class ApiGuard:

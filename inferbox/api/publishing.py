@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Header, Query, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse
 
-from inferbox.api.deps import PlatformDep, PrincipalDep, actor_of
+from inferbox.api.deps import ModelName, Namespace, PlatformDep, PrincipalDep, actor_of
 from inferbox.api.models import load_model
+from inferbox.api.openapi import json_body
 from inferbox.auth.principal import Principal
+from inferbox.errors import bad_request
 from inferbox.platform import Platform
 from inferbox.store.tables import Model
 from inferbox.timefmt import now
@@ -52,12 +55,12 @@ async def _flush_usage(platform: Platform) -> None:
 
 @router.post("/api/models/{name}/publish", status_code=201, summary="Publish a model")
 async def publish(
-    name: str,
+    name: ModelName,
     body: PublishRequest,
     request: Request,
     principal: PrincipalDep,
     platform: PlatformDep,
-    namespace: str | None = Query(None),
+    namespace: Namespace = None,
 ) -> JSONResponse:
     model = await _model(platform, principal, name, _namespace(principal, namespace, body.config))
     example = await platform.models.input_example(model)
@@ -69,12 +72,12 @@ async def publish(
 
 @router.put("/api/models/{name}/publish", summary="Update a publication")
 async def update_publication(
-    name: str,
+    name: ModelName,
     body: UpdateRequest,
     request: Request,
     principal: PrincipalDep,
     platform: PlatformDep,
-    namespace: str | None = Query(None),
+    namespace: Namespace = None,
 ) -> JSONResponse:
     model = await _model(platform, principal, name, _namespace(principal, namespace, body.config))
     await _flush_usage(platform)
@@ -86,7 +89,7 @@ async def update_publication(
 
 @router.get("/api/models/{name}/publish", summary="Get a publication")
 async def get_publication(
-    name: str, principal: PrincipalDep, platform: PlatformDep, namespace: str | None = Query(None)
+    name: ModelName, principal: PrincipalDep, platform: PlatformDep, namespace: Namespace = None
 ) -> JSONResponse:
     model = await _model(platform, principal, name, _namespace(principal, namespace))
     await _flush_usage(platform)
@@ -95,11 +98,11 @@ async def get_publication(
 
 @router.delete("/api/models/{name}/publish", summary="Unpublish a model")
 async def unpublish(
-    name: str,
+    name: ModelName,
     request: Request,
     principal: PrincipalDep,
     platform: PlatformDep,
-    namespace: str | None = Query(None),
+    namespace: Namespace = None,
 ) -> JSONResponse:
     model = await _model(platform, principal, name, _namespace(principal, namespace))
     await run_in_threadpool(platform.publishing.unpublish, model, actor_of(principal, request))
@@ -108,11 +111,11 @@ async def unpublish(
 
 @router.post("/api/models/{name}/publish/rotate-key", summary="Rotate a publication's API key")
 async def rotate_key(
-    name: str,
+    name: ModelName,
     request: Request,
     principal: PrincipalDep,
     platform: PlatformDep,
-    namespace: str | None = Query(None),
+    namespace: Namespace = None,
     gracePeriodSeconds: int = Query(
         0, description="how long the old key keeps working (default: not at all)"
     ),
@@ -126,7 +129,7 @@ async def rotate_key(
 
 @router.get("/api/published-models", summary="List publications")
 async def list_publications(
-    principal: PrincipalDep, platform: PlatformDep, namespace: str | None = Query(None)
+    principal: PrincipalDep, platform: PlatformDep, namespace: Namespace = None
 ) -> JSONResponse:
     await _flush_usage(platform)
     scope = namespace if principal.is_admin else principal.tenant
@@ -134,22 +137,41 @@ async def list_publications(
     return JSONResponse({"publishedModels": items, "total": len(items)})
 
 
-@router.post("/api/validate-api-key", summary="Validate an API key (for gateways)")
+class ValidateKeyRequest(BaseModel):
+    apiKey: str = Field(max_length=256, description="the key to check (or send it in X-API-Key)")
+
+
+class ValidateKeyResponse(BaseModel):
+    valid: bool
+    tenant: str
+    model: str
+
+
+@router.post(
+    "/api/validate-api-key",
+    summary="Validate an API key (for gateways)",
+    response_model=ValidateKeyResponse,
+    openapi_extra=json_body(ValidateKeyRequest, required=False),
+)
 async def validate_api_key(
     platform: PlatformDep,
     request: Request,
-    x_api_key: str | None = Header(None),
+    x_api_key: str | None = Header(None, max_length=256),
 ) -> JSONResponse:
     """Takes `{"apiKey"}` or an `X-API-Key` header. Needs no bearer token: the key is the credential.
-    Guessing is bounded by the API's per-address rate limit."""
+    Guessing is bounded by the API's per-address rate limit. The body (at most 4 KiB) is parsed with
+    orjson, which refuses nesting deeper than 1024 levels instead of recursing."""
     key = x_api_key
     if not key:
+        raw = await request.body()
         try:
-            raw = await request.json()
-        except ValueError:
-            raw = None
-        if isinstance(raw, dict) and isinstance(raw.get("apiKey"), str):
-            key = raw["apiKey"]
+            data = orjson.loads(raw) if raw.strip() else {}
+        except orjson.JSONDecodeError:
+            raise bad_request("Request body must be valid JSON") from None
+        if not isinstance(data, dict):
+            raise bad_request("Request body must be a JSON object")
+        given = data.get("apiKey")
+        key = given if isinstance(given, str) else None
     # The gateway's route table holds every key's hash and is reloaded on every change made here, so
     # validation needs no store round trip.
     route = platform.gateway.routes.find_key(key, now()) if key else None

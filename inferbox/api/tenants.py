@@ -27,7 +27,13 @@ class TenantList(BaseModel):
 
 
 class TenantCreate(BaseModel):
-    name: str = Field(max_length=253)
+    # The rule is checked by control/tenants.py (for its wording); the schema states it for clients.
+    name: str = Field(
+        max_length=253,
+        description="a DNS-1123 label: lowercase letters, digits and '-', at most 63 characters",
+        examples=["tenant-a"],
+        json_schema_extra={"pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "maxLength": 63},
+    )
 
 
 @router.get("/api/admin/tenants", response_model=TenantList, summary="List tenants")

@@ -130,6 +130,12 @@ class TokenService:
             raise TokenError("Token signature is invalid") from None
         except jwt.PyJWTError:
             raise TokenError("Token is invalid") from None
+        # PyJWT reads a numeric string as a time ("exp": "9999999999" passes its check); RFC 7519
+        # says these are NumericDates, JSON numbers.
+        for claim in ("exp", "nbf", "iat"):
+            value = claims.get(claim)
+            if claim in claims and (isinstance(value, bool) or not isinstance(value, int | float)):
+                raise TokenError(f"Token's '{claim}' claim must be a number")
         return self._principal(claims, trusted_for_admin)
 
     def _principal(self, claims: dict[str, Any], trusted_for_admin: bool) -> Principal:

@@ -11,8 +11,9 @@ from typing import Any
 
 from sqlalchemy import select
 
+from inferbox.health import Dependency
 from inferbox.logs import request_id_var, scrub_data
-from inferbox.store import Store
+from inferbox.store import STORE_UNAVAILABLE, Store
 from inferbox.store.tables import AuditEntry
 
 log = logging.getLogger("inferbox.audit")
@@ -31,35 +32,63 @@ class Actor:
     source_ip: str | None
 
 
+# While the store is down an entry is retried (it is not lost), waiting longer each time up to this.
+RETRY_MAX_SECONDS = 5.0
+FLUSH_TIMEOUT_SECONDS = 10.0
+
+
 class AuditLog:
     """Entries are written by one background thread, in order: recording never blocks the event loop
     (an audit write waiting on SQLite's lock would otherwise stall every request), and a query first
-    waits until everything recorded before it is in the store."""
+    waits until everything recorded before it is in the store. While the store is unreachable the
+    writer keeps the entries and retries; the outage is logged once per interval, not per entry."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, store_health: Dependency | None = None) -> None:
         self._store = store
+        self._health = store_health or Dependency("the store")
         self._queue: queue.Queue[AuditEntry | None] = queue.Queue()
+        self._stopping = threading.Event()
         self._writer = threading.Thread(target=self._write_loop, name="inferbox-audit", daemon=True)
         self._writer.start()
 
     def _write_loop(self) -> None:
         while (entry := self._queue.get()) is not None:
             try:
-                with self._store.session() as session:
-                    session.add(entry)
-            except Exception:  # the audit must not turn a done action into an error answer
-                log.exception("could not write audit entry for %s", entry.action)
+                self._write(entry)
             finally:
                 self._queue.task_done()
         self._queue.task_done()
 
-    def flush(self) -> None:
-        """Wait until every entry recorded so far is written."""
-        self._queue.join()
+    def _write(self, entry: AuditEntry) -> None:
+        delay = 0.2
+        while True:
+            try:
+                with self._store.session() as session:
+                    session.add(entry)
+            except STORE_UNAVAILABLE as exc:
+                self._health.failed(exc)
+                if self._stopping.wait(delay):
+                    log.warning("audit entry for %s not written: the store is unreachable", entry.action)
+                    return
+                delay = min(delay * 2, RETRY_MAX_SECONDS)
+                continue
+            except Exception:  # the audit must not turn a done action into an error answer
+                log.exception("could not write audit entry for %s", entry.action)
+                return
+            self._health.ok()
+            return
+
+    def flush(self, timeout: float = FLUSH_TIMEOUT_SECONDS) -> None:
+        """Wait (at most `timeout` seconds) until every entry recorded so far is written."""
+        with self._queue.all_tasks_done:
+            self._queue.all_tasks_done.wait_for(lambda: self._queue.unfinished_tasks == 0, timeout)
 
     def close(self) -> None:
         self._queue.put(None)
-        self._writer.join(timeout=30)
+        self._writer.join(timeout=10)
+        # A store still down at shutdown: give up on what is left rather than hang the stop.
+        self._stopping.set()
+        self._writer.join(timeout=5)
 
     def record(
         self,

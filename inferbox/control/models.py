@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import orjson
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
@@ -44,6 +44,7 @@ log = logging.getLogger("inferbox.models")
 MAX_NAME = 45  # KServe's limit: the predictor's service name must stay a DNS label
 SCALE_METRICS = ("concurrency", "rps", "cpu", "memory")
 DEFAULTS = {"minReplicas": 1, "maxReplicas": 1, "scaleTarget": 10, "scaleMetric": "concurrency"}
+MAX_SCALE_TARGET = 100_000
 READY_WAIT_SECONDS = 30.0
 PREDICT_TIMEOUT_SECONDS = 60.0
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -114,6 +115,8 @@ def validate_config(body: dict[str, Any], max_replicas: int) -> ModelConfig:
         raise bad_request("Field 'minReplicas' must not exceed 'maxReplicas'")
     if target <= 0:
         raise bad_request("Field 'scaleTarget' must be greater than 0")
+    if target > MAX_SCALE_TARGET:
+        raise bad_request(f"Field 'scaleTarget' must be at most {MAX_SCALE_TARGET}")
     metric = body["scaleMetric"]
     if metric not in SCALE_METRICS:
         raise bad_request(f"Field 'scaleMetric' must be one of {', '.join(SCALE_METRICS)}")
@@ -151,7 +154,7 @@ class StoragePolicy:
             return
         if restricted and urlsplit(uri).scheme in ("http", "https"):
             try:
-                check_url(uri)
+                check_url(uri, public_only=True)
             except OutboundRefused as exc:
                 raise bad_request(f"Field 'storageUri': {exc}") from None
 
@@ -403,12 +406,18 @@ class ModelService:
         self._remember(row)
         return row
 
-    def _delete_row(self, row_id: int) -> None:
+    def _exists(self, row_id: int) -> bool:
+        with self.store.session() as session:
+            return session.get(Model, row_id) is not None
+
+    def _delete_row(self, row_id: int) -> bool:
+        """Delete the row; False when it was already gone. The DELETE's row count decides a race."""
         with self.store.session() as session:
             row = session.get(Model, row_id)
-            if row is not None:
-                self._forget(row.namespace, row.name)
-                session.delete(row)
+            if row is None:
+                return False
+            self._forget(row.namespace, row.name)
+            return session.execute(delete(Model).where(Model.id == row_id)).rowcount > 0
 
     def _set_port(self, row_id: int, port: int) -> None:
         with self.store.session() as session:
@@ -504,19 +513,32 @@ class ModelService:
         return row
 
     async def delete(self, row: Model, actor: Actor) -> None:
+        """Delete a model: its publication, its row, its replicas. Of concurrent deletes (in this
+        process or any other sharing the store) exactly one succeeds; the others find no model (404)."""
         async with self._lock(row.namespace, row.name):
+            if not await run_in_threadpool(self._exists, row.id):
+                self._forget(row.namespace, row.name)
+                raise not_found("Model", f"No model named '{row.name}'")
             for hook in self.before_delete:
                 await run_in_threadpool(hook, row, actor)
-            await run_in_threadpool(self._delete_row, row.id)
+            if not await run_in_threadpool(self._delete_row, row.id):
+                raise not_found("Model", f"No model named '{row.name}'")
             await self.runtime.delete(row.namespace, row.name)
         self.audit.record(actor, "model.delete", SUCCESS, target=row.name, tenant=row.namespace)
         self.events.publish(ev.MODEL_DELETED, row.namespace, row.name, {})
 
     async def delete_namespace(self, namespace: str, actor: Actor) -> None:
-        with self.store.session() as session:
-            rows = list(session.scalars(select(Model).where(Model.namespace == namespace)))
+        rows = await run_in_threadpool(self._rows_of, namespace)
         for row in rows:
-            await self.delete(row, actor)
+            try:
+                await self.delete(row, actor)
+            except ApiError as exc:
+                if exc.status != 404:  # deleted meanwhile by someone else: what we wanted
+                    raise
+
+    def _rows_of(self, namespace: str) -> list[Model]:
+        with self.store.session() as session:
+            return list(session.scalars(select(Model).where(Model.namespace == namespace)))
 
     # -- calling ---------------------------------------------------------------------------------
     async def predict(self, row: Model, input_data: Any) -> tuple[int, bytes]:

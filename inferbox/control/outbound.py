@@ -1,5 +1,10 @@
-"""Outbound calls to URLs a user chose (predict's custom connection): only http(s), and never to
-link-local or cloud-metadata addresses, whatever the name resolves to."""
+"""Outbound calls to URLs a user chose: only http(s), and never to link-local or cloud-metadata
+addresses, whatever the name resolves to. URLs a tenant chose (a remote storageUri) must moreover lead
+to a public address: not loopback, private, shared, reserved or this host in any spelling (`127.1`,
+`0x7f.1`, `2130706433` and `[::1]` all resolve to loopback, and are judged by what they resolve to).
+
+What is checked is what the name resolves to now; a name that later resolves elsewhere (DNS rebinding)
+is outside this guard, which is one reason the admin alone may name arbitrary endpoints."""
 
 from __future__ import annotations
 
@@ -19,8 +24,9 @@ class OutboundRefused(ValueError):
     """The URL may not be called; the message says why."""
 
 
-def check_url(url: str) -> str:
-    """Return the URL when it may be called, else raise OutboundRefused."""
+def check_url(url: str, *, public_only: bool = False) -> str:
+    """Return the URL when it may be called, else raise OutboundRefused. `public_only`: the URL is a
+    tenant's, and must resolve to public (globally routable) addresses only."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
         raise OutboundRefused("only http and https URLs may be called")
@@ -45,4 +51,8 @@ def check_url(url: str) -> str:
             raise OutboundRefused(f"{host} resolves to a link-local address")
         if address.is_multicast or address.is_unspecified:
             raise OutboundRefused(f"{host} resolves to an address that cannot be called")
+        if public_only and address.is_loopback:
+            raise OutboundRefused(f"{host} resolves to a loopback address")
+        if public_only and not address.is_global:
+            raise OutboundRefused(f"{host} resolves to a private or reserved address")
     return url

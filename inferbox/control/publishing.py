@@ -12,13 +12,13 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import Session, selectinload
 
 from inferbox import events as ev
 from inferbox.auth import apikeys
@@ -42,6 +42,8 @@ LIMIT_DEFAULTS = {
     "tokensPerHour": 100000,
     "burstLimit": 10,
 }
+# Every limit is a whole number from 1 to a billion (and fits the store's 32-bit columns).
+MAX_LIMIT = 1_000_000_000
 MAX_METADATA_BYTES = 16 * 1024
 MAX_GRACE_SECONDS = 7 * 24 * 3600
 _PATH_CHARS = re.compile(r"^[A-Za-z0-9._~\-/]+$")
@@ -73,6 +75,8 @@ def _object(value: Any, field_name: str) -> dict[str, Any]:
 def _positive_int(value: Any, field_name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise bad_request(f"Field '{field_name}' must be a positive integer")
+    if value > MAX_LIMIT:
+        raise bad_request(f"Field '{field_name}' must be at most {MAX_LIMIT:,}")
     return value
 
 
@@ -113,6 +117,8 @@ def check_hostname(host: Any, gateway_host: str | None = None) -> str | None:
     labels = name.split(".")
     if len(name) > 253 or len(labels) < 2 or not all(_HOST_LABEL.match(label) for label in labels):
         raise bad_request("Field 'config.publicHostname' must be a DNS name like api.example.com")
+    if labels[-1].isdigit():  # 127.0.0.1 and friends: an address, not a name (no TLD is all digits)
+        raise bad_request("Field 'config.publicHostname' must be a DNS name, not an IP address")
     if gateway_host and name == gateway_host:
         # Routes on the gateway's own host are the host-less ones: a hostname route there would shadow them.
         raise bad_request("Field 'config.publicHostname' must not be the gateway's own host; omit it instead")
@@ -388,15 +394,32 @@ class PublishingService:
         host = cfg.public_hostname or "the default host"
         return f"{cfg.external_path} on {host} is already published by another model"
 
-    def update(self, model: Model, config: dict[str, Any], actor: Actor) -> dict[str, Any]:
-        with self.store.session() as session:
-            pub = session.scalar(
+    def _locked(self, session: Session, model: Model, stamp: datetime) -> Publication:
+        """The model's publication, locked for this transaction (404 when there is none).
+
+        The lock is taken by writing the row before reading it (a row lock on PostgreSQL, the database's
+        write lock on SQLite, where SELECT ... FOR UPDATE does not exist), so a concurrent rotation or
+        update waits here and then reads what the first one committed: one read-modify-write at a time
+        per publication, in every process that shares the store."""
+        locked = session.execute(
+            update(Publication).where(Publication.model_id == model.id).values(updated_at=stamp)
+        ).rowcount
+        pub = (
+            session.scalar(
                 select(Publication)
                 .where(Publication.model_id == model.id)
                 .options(selectinload(Publication.keys), selectinload(Publication.usage))
             )
-            if pub is None:
-                raise not_found("Published model", f"Model '{model.name}' is not published")
+            if locked
+            else None
+        )
+        if pub is None:
+            raise not_found("Published model", f"Model '{model.name}' is not published")
+        return pub
+
+    def update(self, model: Model, config: dict[str, Any], actor: Actor) -> dict[str, Any]:
+        with self.store.session() as session:
+            pub = self._locked(session, model, now())
             cfg = validate_config(config, model=model, base=config_of(pub), gateway_host=self.gateway_host)
             if (cfg.public_hostname, cfg.external_path) != (pub.public_hostname, pub.external_path):
                 clash = session.scalar(
@@ -451,18 +474,15 @@ class PublishingService:
         key, stored = apikeys.generate()
         stamp = now()
         with self.store.session() as session:
-            pub = session.scalar(
-                select(Publication)
-                .where(Publication.model_id == model.id)
-                .options(selectinload(Publication.keys))
-            )
-            if pub is None:
-                raise not_found("Published model", f"Model '{model.name}' is not published")
+            pub = self._locked(session, model, stamp)
+            # Serialized by the row lock: only the key that was active a moment ago gets the grace
+            # period; every older one (still in an earlier grace period) goes now. So after any number of
+            # concurrent rotations exactly the newest key is valid, plus its predecessor when asked.
             for old in list(pub.keys):
-                if grace_seconds == 0 or (old.expires_at is not None and old.expires_at <= stamp):
-                    session.delete(old)
-                elif old.expires_at is None:
+                if grace_seconds and old.expires_at is None:
                     old.expires_at = stamp + timedelta(seconds=grace_seconds)
+                else:
+                    session.delete(old)
             session.add(
                 ApiKey(
                     publication_id=pub.id,
@@ -473,7 +493,6 @@ class PublishingService:
                     created_at=stamp,
                 )
             )
-            pub.updated_at = stamp
         self._changed()
         self.audit.record(
             actor,

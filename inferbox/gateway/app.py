@@ -14,22 +14,28 @@ from typing import Any
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
-from starlette.types import Receive, Scope, Send
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.types import Message, Receive, Scope, Send
 
 from inferbox.auth.tokens import TokenError, TokenService, bearer
 from inferbox.control.tenants import TenantDirectory
 from inferbox.gateway.routes import Route, RouteTable
 from inferbox.gateway.upstream import Upstream
 from inferbox.gateway.usage import UsageRecorder
+from inferbox.health import Dependency
 from inferbox.metrics import LATENCY_BUCKETS
-from inferbox.ratelimit import Decision, Limiter
+from inferbox.ratelimit import Decision, Limiter, LimiterUnavailable, Quota
 from inferbox.runtime.client import REPLICA_ERRORS, ReplicaClient, failure
 
 log = logging.getLogger("inferbox.gateway")
 
 READY_WAIT_SECONDS = 30.0
 UPSTREAM_TIMEOUT_SECONDS = 60.0
-MAX_BODY_BYTES = 32 * 1024 * 1024
+# Refused credentials per client address: past these, the address hears 429 instead of 401, so a flood
+# of guesses costs the gateway one counter increment each. Valid keys are never refused by this (a
+# 256-bit key cannot be guessed; metering the failures is about cost and noise), so a caller sharing an
+# address with a guesser keeps working.
+AUTH_FAILURES = (Quota("invalidCredentials", 10, 1), Quota("invalidCredentialsPerMinute", 100, 60))
 
 
 class GatewayMetrics:
@@ -86,7 +92,12 @@ class Gateway:
         tokens: TokenService,
         tenants: TenantDirectory,
         upstream: Upstream,
+        *,
+        max_body_bytes: int = 32 * 1024 * 1024,
+        store_health: Dependency | None = None,
     ) -> None:
+        self.max_body_bytes = max_body_bytes
+        self.store_health = store_health or Dependency("the store")
         self.routes = routes
         self.limiter = limiter
         self.usage = usage
@@ -103,9 +114,26 @@ class Gateway:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # lifespan: the GatewayService around this app does start and stop
             return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self._serve(scope, receive, tracking_send)
+        except Exception as exc:
+            # One line, and an answer in the error shape on a connection that stays usable.
+            log.error("unhandled error on %s %s: %s", scope["method"], scope["path"], exc, exc_info=exc)
+            if started:
+                raise
+            await self._send(send, 500, {"error": "Internal server error", "details": "Unexpected error"})
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"]
         if path == "/health":
-            await self._send(send, 200, {"status": "healthy", "routes": len(self.routes)})
+            await self._health(send)
             return
         if path == "/metrics" and scope["method"] == "GET" and _loopback(scope):
             await self._send_raw(send, 200, generate_latest(self.metrics.registry), CONTENT_TYPE_LATEST)
@@ -122,7 +150,30 @@ class Gateway:
         except Reply as reply:
             await self._send(send, reply.status, reply.body, reply.headers)
             return
+        except LimiterUnavailable as exc:
+            self.metrics.requests.labels(route.namespace, route.model, "unavailable").inc()
+            await self._send(
+                send,
+                503,
+                {"error": "Service unavailable", "details": f"{exc}; try again shortly"},
+                {"Retry-After": str(exc.retry_after)},
+            )
+            return
         await self._send_raw(send, status, body, content_type, extra)
+
+    async def _health(self, send: Send) -> None:
+        """Ready when it can admit calls: Redis (when configured) must answer; while the store is down
+        the gateway still serves the routes and keys it holds, so that is reported, not fatal."""
+        checks: dict[str, Any] = {"store": self.store_health.view()}
+        healthy = True
+        if self.limiter.shared:
+            healthy = await self.limiter.ping()
+            assert self.limiter.redis is not None
+            checks["redis"] = self.limiter.redis.view()
+        degraded = any(c["status"] != "up" for c in checks.values())
+        status = "unhealthy" if not healthy else "degraded" if degraded else "healthy"
+        body = {"status": status, "routes": len(self.routes), "checks": checks}
+        await self._send(send, 200 if healthy else 503, body)
 
     async def _handle(
         self, scope: Scope, receive: Receive, headers: dict[str, str], route: Route, action: str
@@ -130,20 +181,12 @@ class Gateway:
         method, upstream_path = _upstream_path(route, action)
         if scope["method"] != method:
             raise Reply(405, {"error": "Method not allowed", "details": f"Use {method} on this path"})
+        self._check_length(headers)
         labels = (route.namespace, route.model)
         client = scope.get("client")
         address = client[0] if client else "unknown"
         if not await self._authorized(route, headers):
-            self.metrics.requests.labels(*labels, "unauthorized").inc()
-            # Nothing is spent for a refused caller, but the answer still says where the limits stand.
-            states = await self.limiter.states(self._limit_key(route, address), route.quotas)
-            rate = {**Decision(True, states).headers("requestsPerMinute"), "WWW-Authenticate": "ApiKey"}
-            if self._credential(headers) is None:
-                details = "Send the API key in X-API-Key or as Authorization: Bearer <key>"
-                raise Reply(401, {"error": "Authentication required", "details": details}, rate)
-            # One answer for a wrong, revoked or another model's key: no oracle.
-            details = "The key is wrong, revoked, or not for this model"
-            raise Reply(401, {"error": "Invalid API key", "details": details}, rate)
+            await self._refuse_credentials(route, headers, address)
         key = self._limit_key(route, address)
         decision = await self.limiter.hit(key, route.quotas)
         rate_headers = decision.headers("requestsPerMinute")
@@ -182,6 +225,45 @@ class Gateway:
             await self._spend_tokens(key, route, tokens)
         return status, content, content_type, rate_headers
 
+    async def _refuse_credentials(self, route: Route, headers: dict[str, str], address: str) -> None:
+        """Raise the answer for a caller whose credential was missing or refused: 401, or 429 once
+        the address spent its budget of refusals."""
+        self.metrics.requests.labels(route.namespace, route.model, "unauthorized").inc()
+        flood = await self.limiter.hit(f"gw:authfail:{address}", AUTH_FAILURES)
+        if not flood.allowed:
+            assert flood.refused_by is not None
+            raise Reply(
+                429,
+                {
+                    "error": "Too many invalid credentials",
+                    "details": f"This address sent {flood.refused_by.describe()} that were refused",
+                },
+                {"Retry-After": str(flood.retry_after)},
+            )
+        # Nothing is spent for a refused caller, but the answer still says where the limits stand.
+        states = await self.limiter.states(self._limit_key(route, address), route.quotas)
+        rate = {**Decision(True, states).headers("requestsPerMinute"), "WWW-Authenticate": "ApiKey"}
+        if self._credential(headers) is None:
+            details = "Send the API key in X-API-Key or as Authorization: Bearer <key>"
+            raise Reply(401, {"error": "Authentication required", "details": details}, rate)
+        # One answer for a wrong, revoked or another model's key: no oracle.
+        details = "The key is wrong, revoked, or not for this model"
+        raise Reply(401, {"error": "Invalid API key", "details": details}, rate)
+
+    def _check_length(self, headers: dict[str, str]) -> None:
+        length = headers.get("content-length", "")
+        if length.isdigit() and int(length) > self.max_body_bytes:
+            raise self._too_large()
+
+    def _too_large(self) -> Reply:
+        return Reply(
+            413,
+            {
+                "error": "Request body too large",
+                "details": f"At most {self.max_body_bytes} bytes (INFERBOX_MAX_BODY_BYTES)",
+            },
+        )
+
     # -- credentials -----------------------------------------------------------------------------
     @staticmethod
     def _credential(headers: dict[str, str]) -> str | None:
@@ -203,9 +285,20 @@ class Gateway:
                 principal = await self.tokens.verify_async(credential)
             except TokenError:
                 return False
-            return principal.tenant in route.allowed_tenants and await self.tenants.exists_async(
-                principal.tenant
-            )
+            if principal.tenant not in route.allowed_tenants:
+                return False
+            try:
+                return await self.tenants.exists_async(principal.tenant)
+            except SQLAlchemyError as exc:
+                self.store_health.failed(exc)
+                raise Reply(
+                    503,
+                    {
+                        "error": "Service unavailable",
+                        "details": "The store is unreachable; try again shortly",
+                    },
+                    {"Retry-After": "5"},
+                ) from None
         return route.public
 
     @staticmethod
@@ -230,17 +323,14 @@ class Gateway:
             raise Reply(f.status, {"error": f.error, "details": f.details}, f.headers) from None
         return answer.status, answer.body, answer.content_type
 
-    @staticmethod
-    async def _read_body(receive: Receive) -> bytes:
+    async def _read_body(self, receive: Receive) -> bytes:
         chunks, size = [], 0
         while True:
             message = await receive()
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > MAX_BODY_BYTES:
-                raise Reply(
-                    413, {"error": "Request body too large", "details": f"At most {MAX_BODY_BYTES} bytes"}
-                )
+            if size > self.max_body_bytes:
+                raise self._too_large()
             chunks.append(chunk)
             if not message.get("more_body"):
                 return b"".join(chunks)

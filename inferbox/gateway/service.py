@@ -12,11 +12,13 @@ import uvicorn
 from starlette.concurrency import run_in_threadpool
 
 from inferbox.auth.tokens import TokenService
+from inferbox.config import Settings
 from inferbox.control.tenants import TenantDirectory
 from inferbox.gateway.app import Gateway
 from inferbox.gateway.routes import RouteTable
 from inferbox.gateway.upstream import Upstream
 from inferbox.gateway.usage import UsageRecorder
+from inferbox.health import Dependency
 from inferbox.ratelimit import Limiter
 from inferbox.store import Store
 
@@ -44,13 +46,24 @@ class GatewayService:
         tenants: TenantDirectory,
         upstream: Upstream,
         *,
-        host: str,
-        port: int,
+        settings: Settings,
+        store_health: Dependency | None = None,
     ) -> None:
+        self.store_health = store_health or Dependency("the store")
         self.routes = RouteTable(store)
-        self.usage = UsageRecorder(store)
-        self.app = Gateway(self.routes, limiter, self.usage, tokens, tenants, upstream)
-        self.host, self.port = host, port
+        self.usage = UsageRecorder(store, self.store_health)
+        self.app = Gateway(
+            self.routes,
+            limiter,
+            self.usage,
+            tokens,
+            tenants,
+            upstream,
+            max_body_bytes=settings.max_body_bytes,
+            store_health=self.store_health,
+        )
+        self.settings = settings
+        self.host, self.port = settings.host, settings.gateway_port
         self._server: uvicorn.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -60,14 +73,11 @@ class GatewayService:
             self.app,
             host=self.host,
             port=self.port,
-            log_config=None,
-            access_log=False,
-            server_header=False,
             lifespan="off",
-            proxy_headers=False,  # the client address is the peer's; no proxy is trusted
             ws="none",
             http="httptools",
             loop="none",
+            **self.settings.server_options(),  # type: ignore[arg-type]
         )
         self._server = _EmbeddedServer(config)
         self._tasks = [
@@ -83,12 +93,16 @@ class GatewayService:
         log.info("gateway listening on %s:%d", self.host, self.port)
 
     async def _reload_loop(self) -> None:
+        """Changes made by other processes arrive here. While the store is down the gateway keeps
+        serving the routes and keys it has (and says so in /health)."""
         while True:
             await asyncio.sleep(RELOAD_SECONDS)
             try:
                 await run_in_threadpool(self.routes.reload)
-            except Exception:
-                log.exception("could not reload routes")
+            except Exception as exc:
+                self.store_health.failed(exc)
+            else:
+                self.store_health.ok()
 
     async def stop(self) -> None:
         if self._server is not None:

@@ -9,8 +9,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from sqlalchemy import case, update
 from starlette.concurrency import run_in_threadpool
 
+from inferbox.health import Dependency
 from inferbox.store import Store
 from inferbox.store.tables import Usage
 
@@ -25,8 +27,12 @@ class _Delta:
 
 
 class UsageRecorder:
-    def __init__(self, store: Store) -> None:
+    """Counts in memory, flushes as increments. A flush that fails (the store is down) keeps its counts
+    for the next one; what a SIGKILL takes with it is at most the last `interval` of counts."""
+
+    def __init__(self, store: Store, store_health: Dependency | None = None) -> None:
         self._store = store
+        self._health = store_health or Dependency("the store")
         self._pending: dict[int, _Delta] = defaultdict(_Delta)
         self._flush_lock = asyncio.Lock()
 
@@ -43,31 +49,45 @@ class UsageRecorder:
             batch, self._pending = self._pending, defaultdict(_Delta)
             try:
                 await run_in_threadpool(self._write, batch)
-            except Exception:
-                log.exception("could not write usage; keeping it for the next flush")
+            except Exception as exc:
+                self._health.failed(exc)
                 for pub_id, delta in batch.items():
                     mine = self._pending[pub_id]
                     mine.requests += delta.requests
                     mine.tokens += delta.tokens
                     mine.last_access = max(filter(None, (mine.last_access, delta.last_access)), default=None)
+            else:
+                self._health.ok()
 
     def _write(self, batch: dict[int, _Delta]) -> None:
+        """One atomic increment per publication: several gateways flushing at once add up exactly
+        (a read-modify-write would lose one of two concurrent flushes on SQLite)."""
         today = datetime.now(UTC).date()
         with self._store.session() as session:
             for pub_id, delta in sorted(batch.items()):
-                usage = session.get(Usage, pub_id, with_for_update=True)
-                if usage is None:  # unpublished meanwhile: nothing to count against
-                    continue
-                usage.total_requests += delta.requests
-                usage.tokens_used += delta.tokens
-                if usage.day == today:
-                    usage.requests_today += delta.requests
-                else:
-                    usage.day, usage.requests_today = today, delta.requests
-                if delta.last_access and (
-                    usage.last_access_time is None or delta.last_access > usage.last_access_time
-                ):
-                    usage.last_access_time = delta.last_access
+                last = delta.last_access
+                session.execute(
+                    update(Usage)
+                    .where(Usage.publication_id == pub_id)
+                    .values(
+                        total_requests=Usage.total_requests + delta.requests,
+                        tokens_used=Usage.tokens_used + delta.tokens,
+                        requests_today=case(
+                            (Usage.day == today, Usage.requests_today + delta.requests),
+                            else_=delta.requests,
+                        ),
+                        day=today,
+                        last_access_time=case(
+                            (
+                                (Usage.last_access_time.is_(None)) | (Usage.last_access_time < last),
+                                last,
+                            ),
+                            else_=Usage.last_access_time,
+                        )
+                        if last is not None
+                        else Usage.last_access_time,
+                    )
+                )
 
     async def run(self, interval: float = 1.0) -> None:
         while True:

@@ -28,6 +28,10 @@ class ModelNotRunning(Exception):
         self.retry_after = retry_after
 
 
+class RuntimeLocked(Exception):
+    """Another process owns this runtime's resources (its data dir or its lease in the store)."""
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """The desired state of one model, as the store holds it."""

@@ -55,7 +55,7 @@ class AppConfig:
     max_batch_wait_ms: float = 2.0
     task: str | None = None
     #: Larger request bodies are refused with 413 instead of being buffered.
-    max_body_bytes: int = 100 * 1024 * 1024
+    max_body_bytes: int = 32 * 1024 * 1024
 
 
 class _Route(NamedTuple):
@@ -276,14 +276,20 @@ class App:
 
     # -- helpers -------------------------------------------------------------------------------
 
-    async def _read_body(self, receive: Receive) -> bytes:
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+        limit = self.config.max_body_bytes
+        too_large = InferenceError(413, f"request body is larger than {limit} bytes")
+        for key, value in scope["headers"]:
+            if key == b"content-length" and value.isdigit() and int(value) > limit:
+                raise too_large  # refused before a byte of it is read
         message = await receive()
         body: bytes = message.get("body", b"")
+        if len(body) > limit:
+            raise too_large
         if not message.get("more_body", False):
             return body
         chunks = [body]
         size = len(body)
-        limit = self.config.max_body_bytes
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
@@ -291,7 +297,7 @@ class App:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                raise InferenceError(413, f"request body is larger than {limit} bytes")
+                raise too_large
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
@@ -321,7 +327,7 @@ class App:
         model, batcher = await self._serving_model()
         batcher.expect()
         try:
-            x = v1.decode(await self._read_body(receive), model)
+            x = v1.decode(await self._read_body(scope, receive), model)
         except BaseException:
             batcher.forget()
             raise
@@ -352,7 +358,7 @@ class App:
         model, batcher = await self._serving_model()
         batcher.expect()
         try:
-            request = v2.decode(await self._read_body(receive), model)
+            request = v2.decode(await self._read_body(scope, receive), model)
         except BaseException:
             batcher.forget()
             raise

@@ -9,8 +9,10 @@ does not restart forever); 1 for any other fatal error.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import gc
 import logging
+import os
 import signal
 import socket
 import sys
@@ -62,6 +64,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=2.0,
         help="longest a batch waits for requests already arriving (default 2)",
     )
+    parser.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=32 * 1024 * 1024,
+        help="larger request bodies are refused with 413 (default 32 MiB, as INFERBOX_MAX_BODY_BYTES)",
+    )
+    parser.add_argument(
+        "--parent-pid",
+        type=int,
+        help="exit when this process (the supervisor) dies, even by SIGKILL (Linux)",
+    )
     parser.add_argument("--task", help="Hugging Face pipeline task (default: from the model's config.json)")
     parser.add_argument(
         "--log-level",
@@ -76,6 +89,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("--max-batch-size must be at least 1")
     if args.max_batch_wait_ms < 0:
         parser.error("--max-batch-wait-ms must not be negative")
+    if args.max_body_bytes < 1024:
+        parser.error("--max-body-bytes must be at least 1024")
     return args
 
 
@@ -101,6 +116,22 @@ def _inherited(fd: int) -> socket.socket:
         sock.detach()  # not ours to close
         raise OSError(f"fd {fd} is not a listening TCP socket")
     return sock
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent_pid: int) -> bool:
+    """Ask the kernel for SIGTERM when the supervisor dies (Linux's PR_SET_PDEATHSIG), so that a killed
+    control plane does not leave replicas answering on their ports. False when the parent is already
+    gone (it died before the request was made) or the call is not available."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+            return os.getppid() == parent_pid
+    except (OSError, AttributeError):  # not Linux: the orphan reaper is the only guard
+        return os.getppid() == parent_pid
+    return os.getppid() == parent_pid
 
 
 def _fail_load(message: str) -> int:
@@ -131,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, stop)
 
     args = parse_args(argv)
+    if args.parent_pid is not None and not _die_with_parent(args.parent_pid):
+        print(f"{PROG}: the supervisor (pid {args.parent_pid}) is gone; not starting", file=sys.stderr)
+        return EXIT_FATAL
     logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT, stream=sys.stderr, force=True)
 
     from inferbox.server.frameworks import find_model_file, missing_extra
@@ -177,6 +211,7 @@ def _serve(
             max_batch_size=args.max_batch_size,
             max_batch_wait_ms=args.max_batch_wait_ms,
             task=args.task,
+            max_body_bytes=args.max_body_bytes,
         )
     )
     config = uvicorn.Config(

@@ -1,5 +1,5 @@
 """The SQL store: tables, sessions and migrations."""
 
-from inferbox.store.db import Store
+from inferbox.store.db import STORE_UNAVAILABLE, Store
 
-__all__ = ["Store"]
+__all__ = ["STORE_UNAVAILABLE", "Store"]

@@ -154,6 +154,18 @@ class Usage(Base):
     publication: Mapped[Publication] = relationship(back_populates="usage")
 
 
+class RuntimeLease(Base):
+    """Which control plane owns a runtime's processes (the local runtime has exactly one owner): a
+    lease its owner renews, so that a crashed owner's successor can take over once it went stale."""
+
+    __tablename__ = "runtime_leases"
+
+    runtime: Mapped[str] = mapped_column(String(32), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(255))
+    acquired_at: Mapped[datetime]
+    renewed_at: Mapped[datetime]
+
+
 class AuditEntry(Base):
     """Append-only: rows are inserted, never updated or deleted by the application."""
 

@@ -64,13 +64,10 @@ def test_two_servers_sharing_redis_share_one_budget(make_server) -> None:
         "redis_prefix": prefix,
     }
     first = make_server(**shared)
-    second = make_server(
-        **{
-            **shared,
-            "jwt_secret": first.settings.jwt_secret,
-            "database_url": first.settings.effective_database_url,
-        }
-    )
+    # Another control plane with its own store (one store has one local runtime owner) and the same
+    # secret: the budget they share lives in Redis alone.
+    second = make_server(**{**shared, "jwt_secret": first.settings.jwt_secret})
+    second.platform.tenants.create("tenant-a")
     token = first.tenant_token("tenant-a")
     codes = []
     with first.client(token) as c1, second.client(token) as c2:

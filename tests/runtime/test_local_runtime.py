@@ -236,6 +236,35 @@ async def test_killed_replica_is_restarted_and_callers_never_hang(make_runtime, 
     assert any("restarting in 1s" in line for line in await runtime.logs(NS, "iris", 1000))
 
 
+@pytest.mark.timeout(90)
+async def test_the_back_off_starts_over_for_a_replica_that_served(make_runtime, svc, wait_for) -> None:
+    """Three crashes in a row, each after the replica was Ready and served: 1 s each time, not 1, 2, 4 s.
+    A replica that crashes without serving keeps doubling (that is a crash loop)."""
+    runtime = await make_runtime()
+    await runtime.apply(spec_for(svc.model_dir))
+    async with client() as http:
+        delays = []
+        for _ in range(3):
+            await wait_for(lambda: runtime.status(NS, "iris").ready_replicas == 1, 30, "Ready")
+            async with runtime.connect(NS, "iris", timeout=5) as base:
+                assert await predict(http, f"{base}/v1/models/iris:predict", svc.instances) == svc.expected
+            [replica] = runtime.replicas(NS)
+            os.kill(replica.pid, signal.SIGKILL)
+            await wait_for(lambda: "restarting in" in (runtime.status(NS, "iris").message or ""), 10, "crash")
+            delays.append(runtime.status(NS, "iris").message.rsplit("restarting in ", 1)[1])
+    assert delays == ["1s"] * 3
+
+    unserved = []
+    for _ in range(2):
+        await wait_for(lambda: runtime.status(NS, "iris").ready_replicas == 1, 30, "Ready")
+        [replica] = runtime.replicas(NS)
+        os.kill(replica.pid, signal.SIGKILL)
+        await wait_for(lambda: "restarting in" in (runtime.status(NS, "iris").message or ""), 10, "crash")
+        unserved.append(runtime.status(NS, "iris").message.rsplit("restarting in ", 1)[1])
+    # Counting on from the last crash, which came after serving (1 s).
+    assert unserved == ["2s", "4s"]
+
+
 async def scaled_to_zero_model(make_runtime, svc, wait_for) -> tuple[LocalRuntime, ev.Subscription, str]:
     """A minReplicas-0 model that has served, then scaled to zero (1 s idle window)."""
     bus = ev.EventBus()
@@ -374,7 +403,9 @@ ORPHAN_SCRIPT = textwrap.dedent(
 
 
 @pytest.mark.timeout(90)
-async def test_orphans_of_a_crashed_runtime_are_reaped(make_runtime, svc, tmp_path, wait_for) -> None:
+async def test_replicas_of_a_killed_runtime_stop_and_a_new_one_takes_their_port(
+    make_runtime, svc, tmp_path, wait_for
+) -> None:
     data_dir = tmp_path / "data"
     crashed = subprocess.Popen(
         [sys.executable, "-c", ORPHAN_SCRIPT, str(data_dir), str(svc.model_dir)],
@@ -384,16 +415,17 @@ async def test_orphans_of_a_crashed_runtime_are_reaped(make_runtime, svc, tmp_pa
     try:
         line = await asyncio.wait_for(asyncio.to_thread(crashed.stdout.readline), 60)
         info = json.loads(line)
-        # The runtime dies without closing anything; its replica lives on, holding the model's port.
+        assert process_alive(info["pid"])
+        # The runtime dies without closing anything (SIGKILL): the kernel tells its replica, which
+        # stops by itself (PR_SET_PDEATHSIG) instead of answering on its URL until the next start.
         crashed.kill()
         crashed.wait()
-        assert process_alive(info["pid"])
-        assert list((data_dir / "run").glob("*.json"))
+        await wait_for(lambda: not process_alive(info["pid"]), 30, "the orphaned replica to exit")
+        assert port_is_closed(info["port"])
 
         runtime = await make_runtime(data_dir=data_dir)
-        assert not process_alive(info["pid"])
+        # Whatever record the dead runtime left is cleared by the new one's start.
         assert not list((data_dir / "run").glob("*.json"))
-        # The port is free again: the model comes back on it.
         status = await runtime.apply(spec_for(svc.model_dir, port=info["port"]))
         assert status.port == info["port"] and status.phase != FAILED_TO_LOAD
         await wait_for(lambda: runtime.status(NS, "iris").ready, 30, "Ready again")

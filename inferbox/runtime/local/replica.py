@@ -41,7 +41,8 @@ READY_LINE = "inferbox-model-server: ready"
 
 BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 60.0
-# A process that ran this long counts as healthy: its crash restarts the back-off from the start.
+# A process that ran this long, or that was Ready and served, counts as healthy: its crash restarts
+# the back-off from the start (a model that crashes after an hour of serving is not crash-looping).
 BACKOFF_RESET_AFTER = 60.0
 READY_PATH = "/v2/health/ready"
 STATS_PATH = "/inferbox/stats"
@@ -157,6 +158,8 @@ class Replica:
         self.last_exit: int | None = None
         self.restart_in: float | None = None
         self.load_error: str | None = None
+        # The current process was Ready and answered at least one request.
+        self.served = False
 
         # Usage, refreshed by `sample()` and `poll_stats()`.
         self.cpu_millicores: int | None = None
@@ -199,6 +202,7 @@ class Replica:
         self._idle.clear()
 
     def release(self) -> None:
+        self.served = self.served or self.ready
         self.outstanding = max(self.outstanding - 1, 0)
         if self.outstanding == 0:
             self._idle.set()
@@ -241,7 +245,8 @@ class Replica:
                     message = self.load_error or f"model server exited with code {code}"
                     self.owner.replica_failed_to_load(self, message)
                     return
-                crashes = 1 if time.monotonic() - began >= BACKOFF_RESET_AFTER else crashes + 1
+                healthy = self.served or time.monotonic() - began >= BACKOFF_RESET_AFTER
+                crashes = 1 if healthy else crashes + 1
                 self.restarts += 1
                 delay = backoff_delay(crashes)
                 log.warning("replica %s exited with code %s; restarting in %gs", self.name, code, delay)
@@ -283,6 +288,7 @@ class Replica:
     async def _run_once(self) -> int:
         """Start one process and supervise it until it exits; returns its exit code (negative: signal)."""
         self.load_error = None
+        self.served = False
         try:
             proc = await self._spawn()
         except OSError as exc:
@@ -406,6 +412,8 @@ class Replica:
             self.inflight = int(data.get("inflight", 0))
         except (httpx.HTTPError, ValueError, KeyError, TypeError):
             return False
+        if requests > 0 and self.ready:
+            self.served = True
         prev, self._stats_prev = self._stats_prev, (now, requests, busy)
         if prev is None or now <= prev[0] or requests < prev[1]:
             return self.inflight > 0

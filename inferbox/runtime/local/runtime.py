@@ -22,6 +22,7 @@ import httpx
 from inferbox import events as ev
 from inferbox import storage
 from inferbox.runtime.base import ModelNotRunning, ModelSpec, ModelStatus, NodeInfo, ReplicaInfo
+from inferbox.runtime.local.lock import DataDirLock
 from inferbox.runtime.local.node import node_info
 from inferbox.runtime.local.orphans import OrphanRegistry
 from inferbox.runtime.local.supervisor import ModelGroup, Settings, check_spec
@@ -49,6 +50,7 @@ class LocalRuntime:
         max_batch_wait_ms: float = 2,
         drain_timeout: float = 30.0,
         stop_grace: float = 20.0,
+        max_body_bytes: int = 32 * 1024 * 1024,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.events = events
@@ -63,8 +65,10 @@ class LocalRuntime:
             scale_down_delay_seconds=scale_down_delay_seconds,
             drain_timeout=drain_timeout,
             stop_grace=stop_grace,
+            max_body_bytes=max_body_bytes,
         )
         self.registry = OrphanRegistry(self.data_dir / "run")
+        self._lock = DataDirLock(self.data_dir)
         self._groups: dict[tuple[str, str], ModelGroup] = {}
         self._http: httpx.AsyncClient | None = None
         self._poller: asyncio.Task[None] | None = None
@@ -89,11 +93,22 @@ class LocalRuntime:
                 group.failure = str(exc)
                 group.changed()
 
+    def claim(self) -> None:
+        """Take the data dir's owner lock (RuntimeLocked when another runtime holds it). `start()`
+        claims it too; calling it first lets a second `inferbox serve` fail before it serves."""
+        self._lock.acquire()
+
+    def unclaim(self) -> None:
+        """Give the lock back without having started (`close()` gives it back after a start)."""
+        self._lock.release()
+
     async def _ensure_started(self) -> None:
         if self._started:
             return
         if self._closed:
             raise RuntimeError("the local runtime is closed")
+        # Before the reaper: the records under the data dir are ours only while we hold its lock.
+        self.claim()
         self._started = True
         self.events.bind(asyncio.get_running_loop())
         killed = await asyncio.to_thread(self.registry.reap)
@@ -121,6 +136,7 @@ class LocalRuntime:
         await asyncio.gather(*(g.close() for g in groups), return_exceptions=True)
         if self._http is not None:
             await self._http.aclose()
+        self._lock.release()
 
     async def _poll_loop(self) -> None:
         interval = self.settings.poll_interval

@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import itertools
 import logging
+import os
 import random
 import shutil
 import socket
@@ -73,6 +74,7 @@ class Settings:
     departed_logs: int = 5
     drain_timeout: float = 30.0
     stop_grace: float = 20.0
+    max_body_bytes: int = 32 * 1024 * 1024
 
 
 def check_spec(spec: ModelSpec) -> None:
@@ -296,6 +298,10 @@ class ModelGroup:
             str(self.settings.max_batch_size),
             "--max-batch-wait-ms",
             f"{self.settings.max_batch_wait_ms:g}",
+            "--max-body-bytes",
+            str(self.settings.max_body_bytes),
+            "--parent-pid",
+            str(os.getpid()),
         ]
         names = {r.name for r in self.replicas}
         name = _replica_name(spec.name)
