@@ -19,8 +19,8 @@ def cmd_serve(_args: argparse.Namespace) -> int:
 
     from inferbox import logs
     from inferbox.app import create_app
+    from inferbox.assembly import build
     from inferbox.auth.admin import ensure_admin
-    from inferbox.platform import build
 
     settings = _settings()
     recent = logs.setup(settings.log_level, settings.log_json)

@@ -22,9 +22,9 @@ import httpx
 import uvicorn
 
 from inferbox.app import create_app
+from inferbox.assembly import Platform, build
 from inferbox.auth.admin import ensure_admin
 from inferbox.config import Settings
-from inferbox.platform import Platform, build
 
 ADMIN_PASSWORD = "password"
 POSTGRES_URL = os.environ.get("INFERBOX_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")

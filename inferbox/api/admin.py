@@ -15,8 +15,8 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from inferbox.api.deps import AdminDep, PlatformDep, actor_of
+from inferbox.api.errors import ApiError, bad_request
 from inferbox.control.audit import DENIED, FAILURE, SUCCESS
-from inferbox.errors import ApiError, bad_request
 from inferbox.kubectl import guard
 from inferbox.kubectl import local as local_kubectl
 from inferbox.logs import scrub

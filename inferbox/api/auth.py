@@ -7,10 +7,10 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from inferbox.api.deps import PlatformDep, PrincipalDep, source_ip
+from inferbox.api.errors import ApiError
+from inferbox.assembly import Platform
 from inferbox.auth.admin import check_admin
 from inferbox.control.audit import DENIED, FAILURE, SUCCESS, Actor
-from inferbox.errors import ApiError
-from inferbox.platform import Platform
 from inferbox.ratelimit import Quota
 
 router = APIRouter(tags=["auth"])

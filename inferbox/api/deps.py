@@ -6,11 +6,11 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request
 
+from inferbox.api.errors import forbidden, unauthorized
 from inferbox.api.middleware import client_address
+from inferbox.assembly import Platform
 from inferbox.auth.principal import Principal
 from inferbox.control.audit import DENIED, Actor
-from inferbox.errors import forbidden, unauthorized
-from inferbox.platform import Platform
 
 
 async def get_platform(request: Request) -> Platform:

@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from inferbox.api.errors import ApiError, error_response, unexpected_error_response
 from inferbox.auth.tokens import TokenError, bearer
-from inferbox.errors import ApiError, error_response, unexpected_error_response
 from inferbox.logs import request_id_var
 from inferbox.ratelimit import Decision, Quota
 
 if TYPE_CHECKING:
-    from inferbox.platform import Platform
+    from inferbox.assembly import Platform
 
 log = logging.getLogger("inferbox.access")
 log_errors = logging.getLogger("inferbox.errors")

@@ -12,11 +12,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
 from inferbox.api.deps import ModelName, Namespace, PlatformDep, PrincipalDep, actor_of
+from inferbox.api.errors import ApiError, bad_request, forbidden
 from inferbox.api.openapi import json_body
+from inferbox.assembly import Platform
 from inferbox.auth.principal import Principal
 from inferbox.control.models import MAX_SCALE_TARGET
-from inferbox.errors import ApiError, bad_request, forbidden
-from inferbox.platform import Platform
 from inferbox.store.tables import Model
 
 router = APIRouter(tags=["models"])

@@ -11,11 +11,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse
 
 from inferbox.api.deps import ModelName, Namespace, PlatformDep, PrincipalDep, actor_of
+from inferbox.api.errors import bad_request
 from inferbox.api.models import load_model
 from inferbox.api.openapi import json_body
+from inferbox.assembly import Platform
 from inferbox.auth.principal import Principal
-from inferbox.errors import bad_request
-from inferbox.platform import Platform
 from inferbox.store.tables import Model
 from inferbox.timefmt import now
 

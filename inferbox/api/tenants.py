@@ -7,10 +7,10 @@ from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse
 
 from inferbox.api.deps import AdminDep, PlatformDep, actor_of
+from inferbox.api.errors import bad_request, conflict, not_found
 from inferbox.control import tenants as tenant_rules
 from inferbox.control.audit import FAILURE, SUCCESS
 from inferbox.control.tenants import TenantExists, TenantNotFound
-from inferbox.errors import bad_request, conflict, not_found
 from inferbox.timefmt import iso
 
 router = APIRouter(tags=["admin"])

@@ -22,14 +22,14 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
-from inferbox import events as ev
 from inferbox import storage
+from inferbox.api.errors import ApiError, bad_request, conflict, not_found
+from inferbox.control import events as ev
 from inferbox.control.audit import FAILURE, SUCCESS, Actor, AuditLog
+from inferbox.control.events import EventBus
 from inferbox.control.outbound import OutboundRefused, check_url
 from inferbox.control.tenants import label_problem
-from inferbox.errors import ApiError, bad_request, conflict, not_found
-from inferbox.events import EventBus
-from inferbox.runtime import ModelSpec, ModelStatus, Runtime
+from inferbox.runtime import ModelSpec, ModelStatus, Runtime, SpecRefused
 from inferbox.runtime.base import UNKNOWN
 from inferbox.runtime.client import REPLICA_ERRORS, ReplicaClient, failure
 from inferbox.server.frameworks import FRAMEWORKS, missing_extra
@@ -126,6 +126,32 @@ def validate_config(body: dict[str, Any], max_replicas: int) -> ModelConfig:
         message = str(exc).removeprefix("storageUri").lstrip(":").strip()
         raise bad_request(f"Field 'storageUri': {message}") from None
     return ModelConfig(framework, body["storageUri"], min_r, max_r, target, metric)
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """A model as the store holds it, for readers outside control/ (the API, the kubectl view): a
+    plain value, never a live ORM row."""
+
+    namespace: str
+    name: str
+    config: ModelConfig
+    generation: int
+    port: int | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, row: Model) -> ModelRecord:
+        return cls(
+            row.namespace,
+            row.name,
+            ModelConfig.of(row),
+            row.generation,
+            row.port,
+            row.created_at,
+            row.updated_at,
+        )
 
 
 @dataclass(frozen=True)
@@ -286,6 +312,15 @@ class ModelService:
             rows = list(session.scalars(stmt))
         return [self.view(r) for r in rows]
 
+    def records(self, namespace: str | None = None) -> list[ModelRecord]:
+        """Every model (or one namespace's), ordered by namespace and name. Blocking: call it in a
+        worker thread."""
+        stmt = select(Model).order_by(Model.namespace, Model.name)
+        if namespace is not None:
+            stmt = stmt.where(Model.namespace == namespace)
+        with self.store.session() as session:
+            return [ModelRecord.of(r) for r in session.scalars(stmt)]
+
     def cached(self, namespace: str, name: str) -> Model | None:
         """The model's row if this service has it at hand (no store round trip), else None."""
         return self._rows.get((namespace, name))
@@ -338,7 +373,7 @@ class ModelService:
         config = validate_config(merged, self.max_replicas)
         try:
             self.runtime.check(ModelSpec(namespace, name, **config.spec_fields()))
-        except ValueError as exc:
+        except SpecRefused as exc:
             self._create_failed(actor, namespace, name, str(exc))
             raise bad_request(str(exc)) from None
         async with self._lock(namespace, name):
@@ -364,7 +399,7 @@ class ModelService:
             self.events.publish(ev.MODEL_CREATED, namespace, name, {"config": config.to_json()})
             try:
                 status = await self.runtime.apply(_spec(row))
-            except ValueError as exc:
+            except SpecRefused as exc:
                 await run_in_threadpool(self._delete_row, row.id)
                 self._create_failed(actor, namespace, name, str(exc), announce=True)
                 raise bad_request(str(exc)) from None
@@ -450,7 +485,7 @@ class ModelService:
             old_spec = _spec(row)
             try:
                 self.runtime.check(replace(old_spec, **config.spec_fields()))
-            except ValueError as exc:
+            except SpecRefused as exc:
                 raise bad_request(str(exc)) from None
             new_row = await run_in_threadpool(
                 partial(
@@ -479,7 +514,7 @@ class ModelService:
                     tenant=row.namespace,
                     details={"reason": str(exc)},
                 )
-                if isinstance(exc, ValueError):
+                if isinstance(exc, SpecRefused):
                     raise bad_request(str(exc)) from None
                 raise ApiError(500, "Failed to update model", f"Runtime error: {exc}") from None
         self.audit.record(

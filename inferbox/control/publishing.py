@@ -20,13 +20,13 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from inferbox import events as ev
+from inferbox.api.errors import bad_request, conflict, not_found
 from inferbox.auth import apikeys
+from inferbox.control import events as ev
 from inferbox.control.audit import FAILURE, SUCCESS, Actor, AuditLog
+from inferbox.control.events import EventBus
 from inferbox.control.publishing_docs import documentation
 from inferbox.control.tenants import label_problem
-from inferbox.errors import bad_request, conflict, not_found
-from inferbox.events import EventBus
 from inferbox.store import Store
 from inferbox.store.tables import ApiKey, Model, Publication, Usage
 from inferbox.timefmt import iso, now

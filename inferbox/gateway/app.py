@@ -12,18 +12,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import Message, Receive, Scope, Send
 
 from inferbox.auth.tokens import TokenError, TokenService, bearer
 from inferbox.control.tenants import TenantDirectory
+from inferbox.gateway.metrics import GatewayMetrics
 from inferbox.gateway.routes import Route, RouteTable
 from inferbox.gateway.upstream import Upstream
 from inferbox.gateway.usage import UsageRecorder
 from inferbox.health import Dependency
-from inferbox.metrics import LATENCY_BUCKETS
 from inferbox.ratelimit import Decision, Limiter, LimiterUnavailable, Quota
 from inferbox.runtime.client import REPLICA_ERRORS, ReplicaClient, failure
 
@@ -36,24 +35,6 @@ UPSTREAM_TIMEOUT_SECONDS = 60.0
 # 256-bit key cannot be guessed; metering the failures is about cost and noise), so a caller sharing an
 # address with a guesser keeps working.
 AUTH_FAILURES = (Quota("invalidCredentials", 10, 1), Quota("invalidCredentialsPerMinute", 100, 60))
-
-
-class GatewayMetrics:
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "inferbox_gateway_requests",
-            "Gateway requests by published model and outcome (admitted, unauthorized, rate_limited, ...)",
-            ["namespace", "model", "outcome"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "inferbox_gateway_request_duration_seconds",
-            "Time to answer an admitted gateway request",
-            ["namespace", "model"],
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
-        )
 
 
 class Reply(Exception):

@@ -35,7 +35,7 @@ from inferbox.store.tables import Model
 from inferbox.timefmt import iso
 
 if TYPE_CHECKING:
-    from inferbox.platform import Platform
+    from inferbox.assembly import Platform
 
 CONTAINER = "kserve-container"
 IMAGE = f"local/inferbox-model-server:{__version__}"

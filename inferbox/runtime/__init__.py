@@ -8,6 +8,7 @@ from inferbox.runtime.base import (
     NodeInfo,
     ReplicaInfo,
     Runtime,
+    SpecRefused,
 )
 
 __all__ = [
@@ -18,4 +19,5 @@ __all__ = [
     "NodeInfo",
     "ReplicaInfo",
     "Runtime",
+    "SpecRefused",
 ]

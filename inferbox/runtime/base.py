@@ -10,7 +10,7 @@ from __future__ import annotations
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 # Phases, as KServe names a model's states.
 PENDING = "Pending"
@@ -26,6 +26,22 @@ class ModelNotRunning(Exception):
     def __init__(self, message: str, *, retry_after: int = 5) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+# The events a runtime emits; the control plane's bus carries them to /ws with its own.
+MODEL_STATUS_CHANGED = "model.statusChanged"
+MODEL_SCALED = "model.scaled"
+
+
+class EventSink(Protocol):
+    """Where a runtime reports what it observes (the control plane's event bus)."""
+
+    def publish(self, type: str, namespace: str, name: str, data: dict[str, Any] | None = None) -> object: ...
+
+
+class SpecRefused(Exception):
+    """The runtime cannot run this spec (`scaleMetric: cpu` on the local runtime, a storageUri it
+    cannot use, ...); the message is meant for the user and names the field."""
 
 
 class RuntimeLocked(Exception):
@@ -124,13 +140,13 @@ class Runtime(Protocol):
         """Stop background work. The local runtime drains and stops its replicas."""
 
     def check(self, spec: ModelSpec) -> None:
-        """Raise ValueError with a user-facing message for a spec this backend cannot run
+        """Raise SpecRefused with a user-facing message for a spec this backend cannot run
         (e.g. `scaleMetric: cpu` on the local runtime); called before anything is written."""
 
     async def apply(self, spec: ModelSpec) -> ModelStatus:
         """Create or update a model. Returns at once; replicas start in the background.
 
-        Raises ValueError with a user-facing message for a spec the backend cannot run
+        Raises SpecRefused with a user-facing message for a spec the backend cannot run
         (e.g. `scaleMetric: cpu` on the local runtime)."""
 
     async def delete(self, namespace: str, name: str) -> None:

@@ -15,8 +15,8 @@ from support import RunningServer, settings_for, start_server, wait_for
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from inferbox.api.events import SLOW_CONSUMER, EventPump
-from inferbox.events import EVENT_TYPES, MODEL_CREATED, MODEL_STATUS_CHANGED, EventBus
+from inferbox.api.ws import SLOW_CONSUMER, EventPump
+from inferbox.control.events import EVENT_TYPES, MODEL_CREATED, MODEL_STATUS_CHANGED, EventBus
 from inferbox.logs import scrub_data
 
 Message = dict[str, Any]

@@ -17,10 +17,10 @@ from typing import Any
 
 from sqlalchemy import select
 
+from inferbox.api.errors import ApiError
 from inferbox.control.audit import Actor, AuditLog
+from inferbox.control.events import EventBus
 from inferbox.control.publishing import PublishingService
-from inferbox.errors import ApiError
-from inferbox.events import EventBus
 from inferbox.store import Store
 from inferbox.store.tables import Model
 

@@ -16,7 +16,7 @@ from typing import Any
 import joblib
 import pytest
 
-from inferbox.events import Event, EventBus, Subscription
+from inferbox.control.events import Event, EventBus, Subscription
 from inferbox.runtime.local import LocalRuntime
 
 

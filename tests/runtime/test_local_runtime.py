@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from inferbox import events as ev
+from inferbox.control import events as ev
 from inferbox.runtime.base import FAILED_TO_LOAD, READY, ModelNotRunning, ModelSpec
 from inferbox.runtime.local import LocalRuntime
 from inferbox.runtime.local.node import process_alive
@@ -383,7 +383,7 @@ ORPHAN_SCRIPT = textwrap.dedent(
     """
     import asyncio, json, sys, time
     from pathlib import Path
-    from inferbox.events import EventBus
+    from inferbox.control.events import EventBus
     from inferbox.runtime.base import ModelSpec
     from inferbox.runtime.local import LocalRuntime
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 import inferbox
-from inferbox.events import EventBus
-from inferbox.runtime.base import ModelNotRunning, ModelSpec
+from inferbox.control.events import EventBus
+from inferbox.runtime.base import ModelNotRunning, ModelSpec, SpecRefused
 from inferbox.runtime.local import LocalRuntime
 from inferbox.runtime.local.node import (
     format_memory,
@@ -107,14 +107,14 @@ async def test_cpu_and_memory_metrics_are_refused(tmp_path: Path, iris_dir: Path
     runtime = LocalRuntime(tmp_path, EventBus())
     for metric in ("cpu", "memory"):
         spec = ModelSpec("ns", "m", "sklearn", str(iris_dir), scale_metric=metric)
-        with pytest.raises(ValueError) as info:
+        with pytest.raises(SpecRefused) as info:
             await runtime.apply(spec)
         assert str(info.value) == (
             f"scaleMetric '{metric}' is not supported on the local runtime; use 'concurrency' or 'rps'"
         )
-    with pytest.raises(ValueError, match="does not exist"):
+    with pytest.raises(SpecRefused, match="does not exist"):
         await runtime.apply(ModelSpec("ns", "m", "sklearn", str(tmp_path / "missing")))
-    with pytest.raises(ValueError, match="maxReplicas"):
+    with pytest.raises(SpecRefused, match="maxReplicas"):
         await runtime.apply(ModelSpec("ns", "m", "sklearn", str(iris_dir), min_replicas=3, max_replicas=2))
     assert runtime.status("ns", "m") is None
     assert runtime.replicas() == []

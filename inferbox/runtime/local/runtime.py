@@ -19,9 +19,16 @@ from pathlib import Path
 
 import httpx
 
-from inferbox import events as ev
 from inferbox import storage
-from inferbox.runtime.base import ModelNotRunning, ModelSpec, ModelStatus, NodeInfo, ReplicaInfo
+from inferbox.runtime.base import (
+    EventSink,
+    ModelNotRunning,
+    ModelSpec,
+    ModelStatus,
+    NodeInfo,
+    ReplicaInfo,
+    SpecRefused,
+)
 from inferbox.runtime.local.lock import DataDirLock
 from inferbox.runtime.local.node import node_info
 from inferbox.runtime.local.orphans import OrphanRegistry
@@ -39,7 +46,7 @@ class LocalRuntime:
     def __init__(
         self,
         data_dir: Path,
-        events: ev.EventBus,
+        events: EventSink,
         *,
         host: str = "127.0.0.1",
         scale_to_zero_seconds: float = 60,
@@ -85,7 +92,7 @@ class LocalRuntime:
         for spec in specs:
             try:
                 await self.apply(spec)
-            except ValueError as exc:
+            except SpecRefused as exc:
                 log.error("model %s/%s cannot be started: %s", spec.namespace, spec.name, exc)
                 group = self._groups.get(spec.key)
                 if group is None:
@@ -110,7 +117,6 @@ class LocalRuntime:
         # Before the reaper: the records under the data dir are ours only while we hold its lock.
         self.claim()
         self._started = True
-        self.events.bind(asyncio.get_running_loop())
         killed = await asyncio.to_thread(self.registry.reap)
         if killed:
             log.warning("reaped %d orphaned replica process(es)", len(killed))
@@ -162,10 +168,13 @@ class LocalRuntime:
         check_spec(spec)
 
     async def apply(self, spec: ModelSpec) -> ModelStatus:
-        """Create or update a model; replicas start in the background. Raises ValueError for a spec the
+        """Create or update a model; replicas start in the background. Raises SpecRefused for a spec the
         local runtime cannot run (cpu/memory metrics, bad bounds, an unusable storageUri)."""
         check_spec(spec)
-        storage.validate(spec.storage_uri)  # StorageError is a ValueError
+        try:
+            storage.validate(spec.storage_uri)
+        except storage.StorageError as exc:
+            raise SpecRefused(str(exc)) from None
         await self._ensure_started()
         group = self._groups.get(spec.key)
         if group is None:

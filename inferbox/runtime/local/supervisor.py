@@ -27,18 +27,21 @@ from typing import Any
 
 import httpx
 
-from inferbox import events as ev
 from inferbox import storage
 from inferbox.runtime.base import (
     FAILED_TO_LOAD,
     LOADING,
+    MODEL_SCALED,
+    MODEL_STATUS_CHANGED,
     PENDING,
     READY,
     Condition,
+    EventSink,
     ModelNotRunning,
     ModelSpec,
     ModelStatus,
     ReplicaInfo,
+    SpecRefused,
 )
 from inferbox.runtime.local import sockets
 from inferbox.runtime.local.autoscaler import Autoscaler, Bounds
@@ -78,24 +81,24 @@ class Settings:
 
 
 def check_spec(spec: ModelSpec) -> None:
-    """Refuse a spec the local runtime cannot run, with a user-facing message (ValueError)."""
+    """Refuse a spec the local runtime cannot run, with a user-facing message (SpecRefused)."""
     if spec.scale_metric in ("cpu", "memory"):
-        raise ValueError(
+        raise SpecRefused(
             f"scaleMetric '{spec.scale_metric}' is not supported on the local runtime; "
             "use 'concurrency' or 'rps'"
         )
     if spec.scale_metric not in SUPPORTED_METRICS:
-        raise ValueError(f"scaleMetric '{spec.scale_metric}' is not supported; use 'concurrency' or 'rps'")
+        raise SpecRefused(f"scaleMetric '{spec.scale_metric}' is not supported; use 'concurrency' or 'rps'")
     if spec.min_replicas < 0:
-        raise ValueError("minReplicas must be >= 0")
+        raise SpecRefused("minReplicas must be >= 0")
     if spec.max_replicas < 0:
-        raise ValueError("maxReplicas must be >= 0")
+        raise SpecRefused("maxReplicas must be >= 0")
     if spec.max_replicas and spec.max_replicas < spec.min_replicas:
-        raise ValueError("maxReplicas must be >= minReplicas")
+        raise SpecRefused("maxReplicas must be >= minReplicas")
     if spec.scale_target <= 0:
-        raise ValueError("scaleTarget must be > 0")
+        raise SpecRefused("scaleTarget must be > 0")
     if spec.port is not None and not 0 < spec.port < 65536:
-        raise ValueError("port must be between 1 and 65535")
+        raise SpecRefused("port must be between 1 and 65535")
 
 
 def _replica_name(model: str) -> str:
@@ -112,7 +115,7 @@ class ModelGroup:
         *,
         http: httpx.AsyncClient,
         registry: OrphanRegistry,
-        bus: ev.EventBus,
+        bus: EventSink,
     ) -> None:
         self.spec = spec
         self.settings = settings
@@ -393,7 +396,7 @@ class ModelGroup:
         if demand is not None:
             data["metric"] = self.spec.scale_metric
             data["value"] = round(demand, 3)
-        self._bus.publish(ev.MODEL_SCALED, self.spec.namespace, self.spec.name, data)
+        self._bus.publish(MODEL_SCALED, self.spec.namespace, self.spec.name, data)
         self._update_watch()
 
     # -- autoscaling -------------------------------------------------------------------------------------
@@ -620,7 +623,7 @@ class ModelGroup:
             data["message"] = status.message
         if data != self._published and not self.closing:
             self._published = data
-            self._bus.publish(ev.MODEL_STATUS_CHANGED, self.spec.namespace, self.spec.name, data)
+            self._bus.publish(MODEL_STATUS_CHANGED, self.spec.namespace, self.spec.name, data)
 
     def replica_infos(self) -> list[ReplicaInfo]:
         labels = {

@@ -23,12 +23,12 @@ import orjson
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
+from inferbox.assembly import Platform
 from inferbox.auth.principal import Principal
 from inferbox.auth.tokens import TokenError, bearer
 from inferbox.control.audit import DENIED, Actor
-from inferbox.events import EVENT_TYPES, Event, Subscription
+from inferbox.control.events import EVENT_TYPES, Event, Subscription
 from inferbox.logs import scrub_data
-from inferbox.platform import Platform
 
 router = APIRouter()
 log = logging.getLogger("inferbox.ws")

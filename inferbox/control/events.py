@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from inferbox.runtime.base import MODEL_SCALED, MODEL_STATUS_CHANGED
+
 # Event types. Model events come from the API and the runtime, publication events from publishing.
 MODEL_CREATED = "model.created"
-MODEL_STATUS_CHANGED = "model.statusChanged"
-MODEL_SCALED = "model.scaled"
 MODEL_DELETED = "model.deleted"
 PUBLICATION_PUBLISHED = "publication.published"
 PUBLICATION_UPDATED = "publication.updated"

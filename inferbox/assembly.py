@@ -11,19 +11,19 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from inferbox.api.metrics import HttpMetrics
 from inferbox.auth.tokens import TokenService
 from inferbox.config import Settings, ensure_data_dir
 from inferbox.control.audit import AuditLog
+from inferbox.control.events import EventBus
 from inferbox.control.lease import Lease
 from inferbox.control.models import ModelService, StoragePolicy
 from inferbox.control.publishing import PublishingService
 from inferbox.control.tenants import TenantDirectory
-from inferbox.events import EventBus
 from inferbox.gateway.service import GatewayService
 from inferbox.gateway.upstream import RuntimeUpstream
 from inferbox.health import Dependency
 from inferbox.logs import RecentLines
-from inferbox.metrics import HttpMetrics
 from inferbox.ratelimit import Limiter
 from inferbox.runtime import Runtime
 from inferbox.runtime.local import LocalRuntime
