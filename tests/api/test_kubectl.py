@@ -11,27 +11,24 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from support import RunningServer, settings_for, start_server, wait_for
+from support import RunningServer, wait_for
 from test_models import wait_ready
 
-from inferbox.kubectl.guard import CommandRefused, parse
+from inferbox.runtime.kubectl.guard import CommandRefused, parse
 
 
 @pytest.fixture(scope="module")
-def kube(tmp_path_factory: pytest.TempPathFactory, sklearn_dir: Path) -> Iterator[RunningServer]:
+def kube(module_servers, sklearn_dir: Path) -> RunningServer:
     """One control plane with model `iris` Ready in tenant-a, and an empty tenant-b."""
-    srv = start_server(settings_for(tmp_path_factory.mktemp("kubectl")))
-    try:
-        srv.tenant_token("tenant-b")
-        with srv.tenant("tenant-a") as c:
-            r = c.post(
-                "/api/models", json={"name": "iris", "framework": "sklearn", "storageUri": str(sklearn_dir)}
-            )
-            assert r.status_code == 201, r.text
-            wait_ready(c, "iris")
-        yield srv
-    finally:
-        srv.stop()
+    srv = module_servers()
+    srv.tenant_token("tenant-b")
+    with srv.tenant("tenant-a") as c:
+        r = c.post(
+            "/api/models", json={"name": "iris", "framework": "sklearn", "storageUri": str(sklearn_dir)}
+        )
+        assert r.status_code == 201, r.text
+        wait_ready(c, "iris")
+    return srv
 
 
 @pytest.fixture(scope="module")

@@ -73,6 +73,8 @@ def node_info(host: str = "127.0.0.1") -> NodeInfo:
         allocatable_memory=format_memory(available),
         created=boot_time(),
         addresses=(host, hostname),
+        capacity_memory_bytes=total,
+        allocatable_memory_bytes=available,
     )
 
 

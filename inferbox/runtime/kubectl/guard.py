@@ -12,8 +12,10 @@ Rules, in order (the first that matches gives the reason):
   impersonation, TLS switched off, raw API paths, files read from the server's disk, templates, verbose
   client logging, and flags that never end (`--watch`, `logs -f`);
 - verbs other than the read verbs in `ALLOWED_VERBS`;
-- flags that are not known for the verb: an allowlist, so that a flag this module does not know cannot
-  slip past it to a real kubectl;
+- flags that are not known for the verb: an allowlist (`GLOBAL_FLAGS` and `VERB_FLAGS`, read through
+  `allowed_flags`), so that a flag this module does not know cannot slip past it to a real kubectl. It
+  is the only list of which flags exist per verb: a backend that cannot honour some of them (the local
+  runtime's answers) says so itself, naming flags from this list;
 - secrets in any spelling (`secret`, `secrets`, `secrets/x`, `Secret.v1`, `pods,secrets`), and output
   of service accounts in formats that could print their tokens;
 - output formats other than the printers kubectl has for reading (`go-template`, `jsonpath-file`, … are
@@ -84,10 +86,6 @@ class KubectlCommand:
     def has(self, name: str) -> bool:
         return any(f.name == name for f in self.flags)
 
-    @property
-    def text(self) -> str:
-        return shlex.join(self.argv)
-
 
 @dataclass(frozen=True)
 class _Spec:
@@ -111,6 +109,7 @@ GLOBAL_FLAGS = _specs(
     ("help", B, "h"),
 )
 
+# The one allow-list: every flag each verb takes, beside GLOBAL_FLAGS which every verb takes.
 VERB_FLAGS: dict[str, dict[str, _Spec]] = {
     "get": _specs(
         ("output", V, "o"),
@@ -178,6 +177,17 @@ VERB_FLAGS: dict[str, dict[str, _Spec]] = {
     "version": _specs(("client", B), ("output", V, "o")),
     "explain": _specs(("recursive", B), ("api-version", V), ("output", V, "o")),
 }
+
+
+def _flag_table(verb: str) -> dict[str, _Spec]:
+    return {**GLOBAL_FLAGS, **VERB_FLAGS[verb]}
+
+
+def allowed_flags(verb: str) -> frozenset[str]:
+    """The long names of every flag `verb` takes, global ones included (KeyError for a verb that is
+    not allowed)."""
+    return frozenset(_flag_table(verb))
+
 
 # Flags refused wherever they appear, with the reason. Keys are long names; short spellings below.
 _LEAVES_VIEW = "points kubectl away from this cluster's admin view"
@@ -386,7 +396,7 @@ def parse(command: str) -> KubectlCommand:
     if verb not in ALLOWED_VERBS:
         raise CommandRefused(f"verb {verb!r} is not allowed; allowed: {', '.join(ALLOWED_VERBS)}")
     parser.verb = verb
-    parser.parse({**GLOBAL_FLAGS, **VERB_FLAGS[verb]}, until_positional=False)
+    parser.parse(_flag_table(verb), until_positional=False)
     types = _resource_types(verb, parser.args)
     if any(t in _SECRET_TYPES for t in types):
         raise CommandRefused("secrets are not readable through this route")
