@@ -72,7 +72,6 @@ class _Connection(asyncio.Protocol):
         self.keep_alive = True
         self._body: list[bytes] = []
         self._content_type = b"application/json"
-        self._header_name = b""
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:

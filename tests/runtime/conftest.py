@@ -17,7 +17,7 @@ import joblib
 import pytest
 
 from inferbox.control.events import Event, EventBus, Subscription
-from inferbox.runtime.local import LocalRuntime
+from inferbox.runtime.local import LocalRuntime, RuntimeSettings
 
 
 @pytest.fixture
@@ -109,10 +109,10 @@ async def make_runtime(tmp_path: Path) -> AsyncIterator[RuntimeFactory]:
     made: list[LocalRuntime] = []
 
     async def make(data_dir: Path | None = None, bus: EventBus | None = None, **kwargs: Any) -> LocalRuntime:
-        kwargs.setdefault("poll_interval", 0.2)
-        kwargs.setdefault("stop_grace", 5.0)
-        kwargs.setdefault("drain_timeout", 5.0)
-        runtime = LocalRuntime(data_dir or tmp_path / "data", bus or EventBus(), **kwargs)
+        knobs = RuntimeSettings(
+            **{"poll_seconds": 0.2, "stop_grace_seconds": 5.0, "drain_seconds": 5.0, **kwargs}
+        )
+        runtime = LocalRuntime(data_dir or tmp_path / "data", bus or EventBus(), knobs)
         await runtime.start([])
         made.append(runtime)
         return runtime

@@ -26,6 +26,7 @@ import pytest
 
 from inferbox.control import events as ev
 from inferbox.runtime.base import FAILED_TO_LOAD, READY, ModelNotRunning, ModelSpec
+from inferbox.runtime.client import ReplicaClient
 from inferbox.runtime.local import LocalRuntime
 from inferbox.runtime.local.node import process_alive
 
@@ -265,6 +266,29 @@ async def test_the_back_off_starts_over_for_a_replica_that_served(make_runtime, 
     assert unserved == ["2s", "4s"]
 
 
+@pytest.mark.timeout(60)
+async def test_a_call_that_meets_a_dead_replica_waits_for_its_restart(make_runtime, svc, wait_for) -> None:
+    """What the gateway and the API's predict do (ReplicaClient.call over connect()): a replica killed
+    a moment before is not picked again for the retry; the call waits for the restarted one."""
+    runtime = await make_runtime()
+    await runtime.apply(spec_for(svc.model_dir))
+    await wait_for(lambda: runtime.status(NS, "iris").ready_replicas == 1, 30, "Ready")
+    [before] = runtime.replicas(NS)
+    calls = ReplicaClient(timeout=10.0)
+    body = json.dumps({"instances": svc.instances}).encode()
+    try:
+        os.kill(before.pid, signal.SIGKILL)
+        answer = await calls.call(
+            lambda: runtime.connect(NS, "iris", timeout=30), "POST", "/v1/models/iris:predict", body
+        )
+        assert answer.status == 200
+        assert json.loads(answer.body)["predictions"] == svc.expected
+        [after] = runtime.replicas(NS)
+        assert after.pid != before.pid
+    finally:
+        await calls.close()
+
+
 async def scaled_to_zero_model(make_runtime, svc, wait_for) -> tuple[LocalRuntime, ev.Subscription, str]:
     """A minReplicas-0 model that has served, then scaled to zero (1 s idle window)."""
     bus = ev.EventBus()
@@ -385,10 +409,10 @@ ORPHAN_SCRIPT = textwrap.dedent(
     from pathlib import Path
     from inferbox.control.events import EventBus
     from inferbox.runtime.base import ModelSpec
-    from inferbox.runtime.local import LocalRuntime
+    from inferbox.runtime.local import LocalRuntime, RuntimeSettings
 
     async def main() -> None:
-        runtime = LocalRuntime(Path(sys.argv[1]), EventBus(), poll_interval=0.2)
+        runtime = LocalRuntime(Path(sys.argv[1]), EventBus(), RuntimeSettings(poll_seconds=0.2))
         await runtime.start([])
         status = await runtime.apply(ModelSpec("tenant-a", "iris", "sklearn", sys.argv[2]))
         while not runtime.status("tenant-a", "iris").ready:

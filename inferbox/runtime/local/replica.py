@@ -3,7 +3,8 @@
 The replica is the unit the supervisor creates and removes; the process inside it may be restarted
 (with back-off) while the replica lives on and counts `restarts`. Each process gets two inherited
 listening sockets: the model's stable socket (shared by every replica) and its own, bound here on a
-free port, which the runtime uses for readiness, stats and `connect()` routing.
+free port, which the runtime uses for readiness, stats and `connect()` routing. What the process uses and
+serves (CPU, memory, concurrency, requests per second) is read by the replica's `usage.UsageMeter`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import os
 import signal
 import time
@@ -21,8 +21,8 @@ from typing import Protocol
 import httpx
 
 from inferbox.runtime.local import sockets
-from inferbox.runtime.local.node import process_cpu_seconds, process_rss_bytes
 from inferbox.runtime.local.orphans import OrphanRegistry
+from inferbox.runtime.local.usage import UsageMeter
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +39,14 @@ EXIT_FAILED_TO_LOAD = 3
 LOAD_FAILURE_PREFIX = "inferbox-model-server: failed to load model:"
 READY_LINE = "inferbox-model-server: ready"
 
+# How long a replica a call could not reach stays out of selection (unless it restarts first).
+SUSPECT_SECONDS = 1.0
 BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 60.0
 # A process that ran this long, or that was Ready and served, counts as healthy: its crash restarts
 # the back-off from the start (a model that crashes after an hour of serving is not crash-looping).
 BACKOFF_RESET_AFTER = 60.0
 READY_PATH = "/v2/health/ready"
-STATS_PATH = "/inferbox/stats"
 
 
 # What a replica inherits of inferbox's environment. A replica runs user-supplied models (a pickle is
@@ -109,7 +110,7 @@ class ReplicaOwner(Protocol):
 
 def backoff_delay(consecutive_crashes: int) -> float:
     """1 s, 2 s, 4 s … capped at 60 s, for the 1st, 2nd, 3rd … crash in a row."""
-    return min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** max(consecutive_crashes - 1, 0))
+    return min(BACKOFF_MAX, BACKOFF_FIRST * 2.0 ** max(consecutive_crashes - 1, 0))
 
 
 class Replica:
@@ -160,15 +161,12 @@ class Replica:
         self.load_error: str | None = None
         # The current process was Ready and answered at least one request.
         self.served = False
+        # When a call found this replica unreachable: out of selection for a moment (its process is
+        # most likely gone, which the supervisor sees within milliseconds, or it is about to be).
+        self.unreachable_at: float | None = None
 
-        # Usage, refreshed by `sample()` and `poll_stats()`.
-        self.cpu_millicores: int | None = None
-        self.memory_bytes: int | None = None
-        self.concurrency = 0.0
-        self.rps = 0.0
-        self.inflight = 0
-        self._cpu_prev: tuple[float, float] | None = None
-        self._stats_prev: tuple[float, int, float] | None = None
+        # CPU, memory, concurrency and rps: sampled by the autoscaler's tick (`poll_stats`, `usage.sample`).
+        self.usage = UsageMeter(http)
 
         self._terminate = asyncio.Event()
         self._idle = asyncio.Event()
@@ -195,6 +193,13 @@ class Replica:
         return self.pid is not None
 
     # -- connect() bookkeeping ---------------------------------------------------------------------------
+
+    def suspect(self) -> None:
+        """A call could not reach this replica: route around it until its supervisor has looked."""
+        self.unreachable_at = time.monotonic()
+
+    def suspected(self, now: float) -> bool:
+        return self.unreachable_at is not None and now - self.unreachable_at < SUSPECT_SECONDS
 
     def hold(self) -> None:
         self.outstanding += 1
@@ -289,6 +294,7 @@ class Replica:
         """Start one process and supervise it until it exits; returns its exit code (negative: signal)."""
         self.load_error = None
         self.served = False
+        self.unreachable_at = None
         try:
             proc = await self._spawn()
         except OSError as exc:
@@ -296,8 +302,7 @@ class Replica:
             return -1
         self.proc = proc
         self.started_at = datetime.now(UTC)
-        self._cpu_prev = None
-        self._stats_prev = None
+        self.usage.reset()
         try:
             self._registry.record(proc.pid, self.namespace, self.model, self.name)
         except OSError as exc:  # a read-only data dir must not stop serving
@@ -388,38 +393,12 @@ class Replica:
 
     # -- usage ---------------------------------------------------------------------------------------
 
-    def sample(self, now: float) -> None:
-        """Refresh memory (RSS) and CPU (millicores since the previous sample) from /proc."""
-        pid = self.pid
-        if pid is None:
-            self.cpu_millicores = None
-            self.memory_bytes = None
-            return
-        self.memory_bytes = process_rss_bytes(pid)
-        cpu = process_cpu_seconds(pid)
-        if cpu is not None and self._cpu_prev is not None and now > self._cpu_prev[0]:
-            self.cpu_millicores = max(0, round((cpu - self._cpu_prev[1]) / (now - self._cpu_prev[0]) * 1000))
-        self._cpu_prev = None if cpu is None else (now, cpu)
-
     async def poll_stats(self, now: float, timeout: float) -> bool:
-        """Read `/inferbox/stats` and update concurrency (Δbusy/Δt) and rps (Δrequests/Δt).
-        Returns True when the replica saw requests (or holds some) since the previous poll."""
-        try:
-            response = await self._http.get(self.base_url + STATS_PATH, timeout=timeout)
-            data = response.json()
-            requests = int(data["requests"])
-            busy = float(data["busySeconds"])
-            self.inflight = int(data.get("inflight", 0))
-        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        """Read the model server's stats into `usage` (concurrency, rps). Returns True when the replica
+        saw requests (or holds some) since the previous poll."""
+        reading = await self.usage.poll(self.base_url, now, timeout)
+        if reading is None:
             return False
-        if requests > 0 and self.ready:
+        if reading.requests > 0 and self.ready:
             self.served = True
-        prev, self._stats_prev = self._stats_prev, (now, requests, busy)
-        if prev is None or now <= prev[0] or requests < prev[1]:
-            return self.inflight > 0
-        dt = now - prev[0]
-        self.concurrency = max(busy - prev[2], 0.0) / dt
-        self.rps = (requests - prev[1]) / dt
-        if not math.isfinite(self.concurrency):
-            self.concurrency = 0.0
-        return requests > prev[1] or self.inflight > 0
+        return reading.active

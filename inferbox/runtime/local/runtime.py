@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 import httpx
 
 from inferbox import storage
+from inferbox.blocking import in_thread
 from inferbox.runtime.base import (
     EventSink,
     ModelNotRunning,
@@ -29,10 +29,11 @@ from inferbox.runtime.base import (
     ReplicaInfo,
     SpecRefused,
 )
+from inferbox.runtime.client import ReplicaUnreachable
 from inferbox.runtime.local.lock import DataDirLock
 from inferbox.runtime.local.node import node_info
 from inferbox.runtime.local.orphans import OrphanRegistry
-from inferbox.runtime.local.supervisor import ModelGroup, Settings, check_spec
+from inferbox.runtime.local.supervisor import ModelGroup, RuntimeSettings, check_spec
 
 log = logging.getLogger(__name__)
 
@@ -43,37 +44,10 @@ class LocalRuntime:
 
     name = "local"
 
-    def __init__(
-        self,
-        data_dir: Path,
-        events: EventSink,
-        *,
-        host: str = "127.0.0.1",
-        scale_to_zero_seconds: float = 60,
-        scale_down_delay_seconds: float = 30,
-        poll_interval: float = 0.5,
-        python: str = sys.executable,
-        max_batch_size: int = 32,
-        max_batch_wait_ms: float = 2,
-        drain_timeout: float = 30.0,
-        stop_grace: float = 20.0,
-        max_body_bytes: int = 32 * 1024 * 1024,
-    ) -> None:
+    def __init__(self, data_dir: Path, events: EventSink, settings: RuntimeSettings | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.events = events
-        self.settings = Settings(
-            data_dir=self.data_dir,
-            host=host,
-            python=python,
-            max_batch_size=max_batch_size,
-            max_batch_wait_ms=max_batch_wait_ms,
-            poll_interval=poll_interval,
-            scale_to_zero_seconds=scale_to_zero_seconds,
-            scale_down_delay_seconds=scale_down_delay_seconds,
-            drain_timeout=drain_timeout,
-            stop_grace=stop_grace,
-            max_body_bytes=max_body_bytes,
-        )
+        self.settings = settings or RuntimeSettings()
         self.registry = OrphanRegistry(self.data_dir / "run")
         self._lock = DataDirLock(self.data_dir)
         self._groups: dict[tuple[str, str], ModelGroup] = {}
@@ -117,7 +91,7 @@ class LocalRuntime:
         # Before the reaper: the records under the data dir are ours only while we hold its lock.
         self.claim()
         self._started = True
-        killed = await asyncio.to_thread(self.registry.reap)
+        killed = await in_thread(self.registry.reap)
         if killed:
             log.warning("reaped %d orphaned replica process(es)", len(killed))
         # trust_env=False: a proxy from the environment must never sit between us and our replicas.
@@ -145,21 +119,28 @@ class LocalRuntime:
         self._lock.release()
 
     async def _poll_loop(self) -> None:
-        interval = self.settings.poll_interval
+        interval = self.settings.poll_seconds
         while True:
             began = time.monotonic()
             groups = list(self._groups.values())
             results = await asyncio.gather(*(g.tick(began) for g in groups), return_exceptions=True)
             for group, result in zip(groups, results, strict=True):
                 if isinstance(result, Exception):
-                    log.error("autoscaler step of %s/%s failed: %r", *group.key, result)
+                    log.error("autoscaler step of %s/%s failed: %r", *group.spec.key, result)
             await asyncio.sleep(max(interval - (time.monotonic() - began), 0.01))
 
     # -- models ------------------------------------------------------------------------------------------
 
     def _new_group(self, spec: ModelSpec) -> ModelGroup:
         assert self._http is not None
-        group = ModelGroup(spec, self.settings, http=self._http, registry=self.registry, bus=self.events)
+        group = ModelGroup(
+            spec,
+            self.settings,
+            data_dir=self.data_dir,
+            http=self._http,
+            registry=self.registry,
+            bus=self.events,
+        )
         self._groups[spec.key] = group
         group.open()
         return group
@@ -188,7 +169,7 @@ class LocalRuntime:
         if group is None:
             return
         await group.close()
-        await asyncio.to_thread(group.remove_downloads)
+        await in_thread(group.downloads.remove_all)
 
     def status(self, namespace: str, name: str) -> ModelStatus | None:
         group = self._groups.get((namespace, name))
@@ -201,24 +182,29 @@ class LocalRuntime:
         group = self._groups.get((namespace, name))
         if group is None or self._closed:
             raise ModelNotRunning(f"model {namespace}/{name} is not deployed", retry_after=30)
-        replica = await group.acquire(timeout)
+        replica = await group.router.acquire(timeout)
         try:
             yield replica.base_url
+        except ReplicaUnreachable:
+            # Most likely dead: the caller's retry (ReplicaClient.call) waits for another replica, or
+            # for this one's restart, instead of being sent to it again.
+            replica.suspect()
+            raise
         finally:
-            group.release(replica)
+            group.router.release(replica)
 
     async def logs(self, namespace: str, name: str, lines: int, replica: str | None = None) -> list[str]:
         """The model's last output lines, oldest first, each prefixed with `[replica-name]`; with
         `replica`, that replica's lines only and without the prefix (as `kubectl logs POD`)."""
         group = self._groups.get((namespace, name))
-        return [] if group is None else group.logs(lines, replica)
+        return [] if group is None else group.log_rings.read(lines, replica)
 
     def replicas(self, namespace: str | None = None) -> list[ReplicaInfo]:
         out: list[ReplicaInfo] = []
         for (ns, _), group in sorted(self._groups.items()):
             if namespace is None or ns == namespace:
-                out.extend(group.replica_infos())
+                out.extend(group.reporter.replica_infos())
         return out
 
     def nodes(self) -> list[NodeInfo]:
-        return [node_info(self.settings.host)]
+        return [node_info(self.settings.replica_host)]
