@@ -15,30 +15,23 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
 
 from inferbox.server.batching import Batcher
 from inferbox.server.errors import InferenceError, ModelLoadError, one_line
 from inferbox.server.metrics import METRICS_CONTENT_TYPE, InflightStats, Metrics
 from inferbox.server.model import Model
-from inferbox.server.protocol import dumps, v1, v2
+from inferbox.server.protocol import dumps
+from inferbox.server.rest.endpoints import JSON, Receive, Response, Route, Scope, Send, error
+from inferbox.server.rest.v1_endpoints import V1Endpoints
+from inferbox.server.rest.v2_endpoints import V2Endpoints
 
 logger = logging.getLogger("inferbox.server")
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-Response = tuple[int, bytes, bytes]  # status, body, content type
-Handler = Callable[[Scope, Receive], Awaitable[Response]]
-T = TypeVar("T")
-
-JSON = b"application/json"
 _MAX_PATH_IN_ERROR = 200
 # How long an inference call that arrives during loading waits for the model before it gets a 503.
 LOAD_WAIT_SECONDS = 60.0
@@ -56,17 +49,6 @@ class AppConfig:
     task: str | None = None
     #: Larger request bodies are refused with 413 instead of being buffered.
     max_body_bytes: int = 32 * 1024 * 1024
-
-
-class _Route(NamedTuple):
-    endpoint: str  # the metrics label
-    method: str
-    handler: Handler
-    inference: bool  # counted in /inferbox/stats and announced to the batcher
-
-
-def _error(status: int, message: str) -> Response:
-    return status, dumps({"error": message}), JSON
 
 
 def _server_version() -> str:
@@ -88,16 +70,17 @@ class App:
     def __init__(self, config: AppConfig, loader: Callable[[], Model]) -> None:
         self.config = config
         self.name = config.name
+        self.max_body_bytes = config.max_body_bytes
         self._loader = loader
         self.model: Model | None = None
         self.load_error: str | None = None
         self.on_load_error: Callable[[str], None] | None = None
         self.on_loaded: Callable[[], None] | None = None
         self._batcher: Batcher | None = None
-        self._metadata = b""
         self._stats = InflightStats()
         self._metrics = Metrics(self._stats)
-        self._server_metadata = v2.server_metadata(_server_version())
+        self._v1 = V1Endpoints(self)
+        self._v2 = V2Endpoints(self, _server_version())
         self._loading: asyncio.Future[Model] | None = None
         self._routes = self._build_routes()
 
@@ -121,7 +104,7 @@ class App:
             self._stats.enter()
         try:
             if scope["method"] != route.method:
-                status, body, content_type = _error(
+                status, body, content_type = error(
                     405, f"method {scope['method']} not allowed; use {route.method}"
                 )
                 extra = [(b"allow", route.method.encode())]
@@ -130,10 +113,10 @@ class App:
                 try:
                     status, body, content_type = await route.handler(scope, receive)
                 except InferenceError as exc:
-                    status, body, content_type = _error(exc.status, exc.message)
+                    status, body, content_type = error(exc.status, exc.message)
                 except Exception as exc:
                     logger.exception("%s failed", route.endpoint)
-                    status, body, content_type = _error(500, one_line(exc))
+                    status, body, content_type = error(500, one_line(exc))
             await send(
                 {
                     "type": "http.response.start",
@@ -205,8 +188,8 @@ class App:
             # Another inference request in flight means concurrency: batch, never block the loop.
             alone=lambda: self._stats.inflight <= 1,
         )
-        self._metadata = v2.model_metadata(self.name, model)
-        self.model = model  # last: readiness flips here
+        self.model = model  # readiness flips here
+        self._v2.model_loaded()
         self._loading.set_result(model)
         if self.on_loaded is not None:
             self.on_loaded()
@@ -216,16 +199,16 @@ class App:
         assert self._loading is not None, "the lifespan has not started"
         return await asyncio.shield(self._loading)
 
-    async def _serving_model(self) -> tuple[Model, Batcher]:
+    async def serving_model(self) -> tuple[Model, Batcher]:
         """The model for an inference call. A call that arrives while the model is still loading waits
         for it (bounded), instead of failing: a replica woken from zero by a caller accepts that
         caller's connection before its model is in, and that first call must succeed."""
         if self.model is None and self.load_error is None and self._loading is not None:
             with contextlib.suppress(ModelLoadError, TimeoutError):
                 await asyncio.wait_for(self.wait_loaded(), LOAD_WAIT_SECONDS)
-        return self._ready_model()
+        return self.ready_model()
 
-    def _ready_model(self) -> tuple[Model, Batcher]:
+    def ready_model(self) -> tuple[Model, Batcher]:
         model, batcher = self.model, self._batcher
         if model is None or batcher is None:
             if self.load_error is not None:
@@ -235,26 +218,15 @@ class App:
 
     # -- routing -------------------------------------------------------------------------------
 
-    def _build_routes(self) -> dict[str, _Route]:
-        name = self.name
-        routes = {
-            "/v1/models": _Route("v1_models", "GET", self._v1_models, False),
-            f"/v1/models/{name}": _Route("v1_model_ready", "GET", self._v1_model_ready, False),
-            f"/v1/models/{name}:predict": _Route("v1_predict", "POST", self._v1_predict, True),
-            "/v2": _Route("v2_server_metadata", "GET", self._v2_server_metadata, False),
-            "/v2/health/live": _Route("v2_live", "GET", self._v2_live, False),
-            "/v2/health/ready": _Route("v2_ready", "GET", self._v2_ready, False),
-            "/metrics": _Route("metrics", "GET", self._prometheus, False),
-            "/inferbox/stats": _Route("stats", "GET", self._inferbox_stats, False),
+    def _build_routes(self) -> dict[str, Route]:
+        return {
+            **self._v1.routes(),
+            **self._v2.routes(),
+            "/metrics": Route("metrics", "GET", self._prometheus, False),
+            "/inferbox/stats": Route("stats", "GET", self._inferbox_stats, False),
         }
-        # The only model version is "1"; the versioned paths are the same endpoints.
-        for prefix in (f"/v2/models/{name}", f"/v2/models/{name}/versions/1"):
-            routes[prefix] = _Route("v2_model_metadata", "GET", self._v2_model_metadata, False)
-            routes[f"{prefix}/ready"] = _Route("v2_model_ready", "GET", self._v2_model_ready, False)
-            routes[f"{prefix}/infer"] = _Route("v2_infer", "POST", self._v2_infer, True)
-        return routes
 
-    def _miss(self, path: str, method: str) -> _Route:
+    def _miss(self, path: str, method: str) -> Route:
         """The route for a path that matched nothing: a 404 saying whether the model or the path is
         unknown, whatever the method."""
         message = f"no route for {path[:_MAX_PATH_IN_ERROR]}"
@@ -270,107 +242,9 @@ class App:
                     message = f"model {self.name!r} has only version 1"
 
         async def not_found(scope: Scope, receive: Receive) -> Response:
-            return _error(404, message)
+            return error(404, message)
 
-        return _Route("not_found", method, not_found, False)
-
-    # -- helpers -------------------------------------------------------------------------------
-
-    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
-        limit = self.config.max_body_bytes
-        too_large = InferenceError(413, f"request body is larger than {limit} bytes")
-        for key, value in scope["headers"]:
-            if key == b"content-length" and value.isdigit() and int(value) > limit:
-                raise too_large  # refused before a byte of it is read
-        message = await receive()
-        body: bytes = message.get("body", b"")
-        if len(body) > limit:
-            raise too_large
-        if not message.get("more_body", False):
-            return body
-        chunks = [body]
-        size = len(body)
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise InferenceError(499, "client disconnected")
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise too_large
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
-
-    async def _framework(self, model: Model, call: Awaitable[T]) -> T:
-        """Await a framework call, turning what the framework raised into a 400 or 500."""
-        try:
-            return await call
-        except InferenceError:
-            raise
-        except Exception as exc:
-            error = model.error_for(exc)
-            if error.status >= 500:
-                logger.error("prediction failed: %s", error.message, exc_info=exc)
-            raise error from None
-
-    # -- V1 ------------------------------------------------------------------------------------
-
-    async def _v1_models(self, scope: Scope, receive: Receive) -> Response:
-        return 200, dumps({"models": [self.name]}), JSON
-
-    async def _v1_model_ready(self, scope: Scope, receive: Receive) -> Response:
-        self._ready_model()
-        return 200, dumps({"name": self.name, "ready": True}), JSON
-
-    async def _v1_predict(self, scope: Scope, receive: Receive) -> Response:
-        model, batcher = await self._serving_model()
-        batcher.expect()
-        try:
-            x = v1.decode(await self._read_body(scope, receive), model)
-        except BaseException:
-            batcher.forget()
-            raise
-        outputs = await self._framework(model, batcher.predict(x, expected=True))
-        return 200, v1.encode(outputs[0]), JSON
-
-    # -- V2 ------------------------------------------------------------------------------------
-
-    async def _v2_server_metadata(self, scope: Scope, receive: Receive) -> Response:
-        return 200, self._server_metadata, JSON
-
-    async def _v2_live(self, scope: Scope, receive: Receive) -> Response:
-        return 200, b'{"live":true}', JSON
-
-    async def _v2_ready(self, scope: Scope, receive: Receive) -> Response:
-        self._ready_model()
-        return 200, b'{"ready":true}', JSON
-
-    async def _v2_model_metadata(self, scope: Scope, receive: Receive) -> Response:
-        self._ready_model()
-        return 200, self._metadata, JSON
-
-    async def _v2_model_ready(self, scope: Scope, receive: Receive) -> Response:
-        self._ready_model()
-        return 200, dumps({"name": self.name, "ready": True}), JSON
-
-    async def _v2_infer(self, scope: Scope, receive: Receive) -> Response:
-        model, batcher = await self._serving_model()
-        batcher.expect()
-        try:
-            request = v2.decode(await self._read_body(scope, receive), model)
-        except BaseException:
-            batcher.forget()
-            raise
-        if request.x is not None:
-            outputs = await self._framework(model, batcher.predict(request.x, expected=True))
-        else:
-            batcher.forget()
-            assert request.feeds is not None
-            outputs = await self._framework(
-                model, batcher.run_alone(partial(model.predict_named, request.feeds))
-            )
-        return 200, v2.encode(self.name, request, model.output_names, outputs), JSON
+        return Route("not_found", method, not_found, False)
 
     # -- operations ----------------------------------------------------------------------------
 

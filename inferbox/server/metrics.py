@@ -75,7 +75,7 @@ class _Histogram:
 
     def buckets(self) -> list[tuple[str, float]]:
         cumulative = list(accumulate(self.counts))
-        labels = [floatToGoString(bound) for bound in self.bounds] + ["+Inf"]
+        labels = [str(floatToGoString(bound)) for bound in self.bounds] + ["+Inf"]  # type: ignore[no-untyped-call]
         return list(zip(labels, cumulative, strict=True))
 
 

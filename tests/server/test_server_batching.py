@@ -43,11 +43,6 @@ def rows(*values: float) -> np.ndarray:
     return np.array([[v, v + 0.5] for v in values])
 
 
-async def wait_for_calls(model: RecordingModel, count: int) -> None:
-    while len(model.calls) < count:
-        await asyncio.sleep(0.001)
-
-
 def test_lone_request_is_dispatched_without_waiting() -> None:
     async def scenario() -> None:
         model = RecordingModel()

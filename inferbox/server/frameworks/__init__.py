@@ -136,7 +136,8 @@ def load_model(framework: str, path: Path, *, task: str | None = None) -> Model:
         raise ModelLoadError(message)
     module = importlib.import_module(f"inferbox.server.frameworks.{framework}")
     try:
-        return module.load(path, task=task)
+        loaded: Model = module.load(path, task=task)
+        return loaded
     except ModelLoadError:
         raise
     except Exception as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -41,10 +42,10 @@ def _dims(shape: list[object]) -> tuple[int, ...]:
 class OnnxModel(Model):
     platform = "onnxruntime_onnx"
 
-    def __init__(self, session: object, error_types: tuple[type[BaseException], ...]) -> None:
+    def __init__(self, session: Any, error_types: tuple[type[BaseException], ...]) -> None:
         self._session = session
         self.bad_input_errors = (*Model.bad_input_errors, *error_types)
-        graph_inputs = session.get_inputs()  # type: ignore[attr-defined]
+        graph_inputs = session.get_inputs()
         inputs: list[TensorSpec] = []
         self._input_dtypes: dict[str, np.dtype] = {}
         for node in graph_inputs:
@@ -57,7 +58,7 @@ class OnnxModel(Model):
             self._input_dtypes[node.name] = dtype
         outputs = [
             TensorSpec(node.name, _ELEMENT_TYPES[node.type][0], _dims(node.shape))
-            for node in session.get_outputs()  # type: ignore[attr-defined]
+            for node in session.get_outputs()
             if node.type in _ELEMENT_TYPES
         ]
         if not inputs or not outputs:
@@ -71,10 +72,7 @@ class OnnxModel(Model):
         if self.tabular and first.shape[1] != -1:
             self.n_features = first.shape[1]
         self._output_names = [spec.name for spec in outputs]
-
-    @property
-    def named_inputs(self) -> bool:
-        return len(self.inputs) > 1
+        self.named_inputs = len(inputs) > 1
 
     def prepare(self, x: np.ndarray) -> np.ndarray:
         return self._check(self._first, x)
@@ -98,14 +96,16 @@ class OnnxModel(Model):
         return x.astype(dtype, copy=False)
 
     def predict(self, x: np.ndarray) -> list[np.ndarray]:
-        return self._session.run(self._output_names, {self._first.name: x})  # type: ignore[attr-defined]
+        outputs: list[np.ndarray] = self._session.run(self._output_names, {self._first.name: x})
+        return outputs
 
     def predict_named(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         wanted = {spec.name for spec in self.inputs}
         if set(feeds) != wanted:
             raise InferenceError(400, f"this model takes the inputs {', '.join(sorted(wanted))}")
         checked = {spec.name: self._check(spec, feeds[spec.name]) for spec in self.inputs}
-        return self._session.run(self._output_names, checked)  # type: ignore[attr-defined]
+        outputs: list[np.ndarray] = self._session.run(self._output_names, checked)
+        return outputs
 
     def warm_up(self) -> None:
         if self.named_inputs or self._input_dtypes[self._first.name].kind == "O":

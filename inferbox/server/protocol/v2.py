@@ -91,6 +91,7 @@ def decode_tensor(spec: Any, index: int = 0) -> tuple[str, np.ndarray]:
     if "data" not in spec:
         raise InferenceError(400, f'input {name!r} has no "data"')
     data = spec["data"]
+    assert isinstance(datatype, str)  # a known datatype: NUMPY_DTYPES has only strings
     array = _bytes_array(name, data) if datatype == "BYTES" else _numeric_array(name, datatype, dtype, data)
     expected = math.prod(shape)
     if array.size != expected:

@@ -1,0 +1,90 @@
+"""What every REST endpoint shares: the ASGI types, the route record, the error answer, the host
+interface an endpoint asks for its model, and reading a bounded body."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, NamedTuple, Protocol, TypeVar
+
+from inferbox.server.batching import Batcher
+from inferbox.server.errors import InferenceError
+from inferbox.server.model import Model
+from inferbox.server.protocol import dumps
+
+logger = logging.getLogger("inferbox.server")
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+Response = tuple[int, bytes, bytes]  # status, body, content type
+Handler = Callable[[Scope, Receive], Awaitable[Response]]
+T = TypeVar("T")
+
+JSON = b"application/json"
+
+
+class Route(NamedTuple):
+    endpoint: str  # the metrics label
+    method: str
+    handler: Handler
+    inference: bool  # counted in /inferbox/stats and announced to the batcher
+
+
+def error(status: int, message: str) -> Response:
+    return status, dumps({"error": message}), JSON
+
+
+class ModelHost(Protocol):
+    """What an endpoint needs of the app that serves the model."""
+
+    name: str
+    max_body_bytes: int
+
+    async def serving_model(self) -> tuple[Model, Batcher]:
+        """The model for an inference call (waiting, bounded, for one still loading)."""
+
+    def ready_model(self) -> tuple[Model, Batcher]:
+        """The model if it is loaded; 503 otherwise."""
+
+
+async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    """The whole request body, or 413 as soon as it is known to pass `limit` (by its Content-Length,
+    before a byte is read, or by the bytes themselves)."""
+    too_large = InferenceError(413, f"request body is larger than {limit} bytes")
+    for key, value in scope["headers"]:
+        if key == b"content-length" and value.isdigit() and int(value) > limit:
+            raise too_large
+    message = await receive()
+    body: bytes = message.get("body", b"")
+    if len(body) > limit:
+        raise too_large
+    if not message.get("more_body", False):
+        return body
+    chunks = [body]
+    size = len(body)
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise InferenceError(499, "client disconnected")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def run_framework(model: Model, call: Awaitable[T]) -> T:
+    """Await a framework call, turning what the framework raised into a 400 or 500."""
+    try:
+        return await call
+    except InferenceError:
+        raise
+    except Exception as exc:
+        err = model.error_for(exc)
+        if err.status >= 500:
+            logger.error("prediction failed: %s", err.message, exc_info=exc)
+        raise err from None
