@@ -6,8 +6,8 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
@@ -17,6 +17,7 @@ from inferbox.api import admin, auth, models, openapi, ops, publishing, tenants,
 from inferbox.api.errors import install as install_error_handlers
 from inferbox.api.middleware import ApiGuard, BodyLimit, RequestContext
 from inferbox.assembly import Platform
+from inferbox.blocking import in_thread
 
 log = logging.getLogger("inferbox")
 
@@ -24,7 +25,10 @@ DESCRIPTION = """The Management Service API of inferbox: deploy models, call the
 keys and rate limits. Errors are always `{"error": "...", "details": "..."}`."""
 
 
-def create_app(platform: Platform) -> FastAPI:
+def lifespan_of(platform: Platform) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Start the parts in order (models, then the gateway, then the lease's renewal), and stop them in
+    the reverse order."""
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         platform.events.bind(asyncio.get_running_loop())
@@ -46,28 +50,18 @@ def create_app(platform: Platform) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError):
                     await keeping
             await platform.gateway.stop()
+            await platform.predictions.close()
             await platform.models.close()
             if platform.lease is not None:
                 with contextlib.suppress(Exception):  # a store outage at shutdown: the lease goes stale
-                    await asyncio.to_thread(platform.lease.release)
+                    await in_thread(platform.lease.release)
             platform.audit.close()
             platform.store.close()
 
-    app = FastAPI(
-        title="inferbox Management Service API",
-        version=__version__,
-        description=DESCRIPTION,
-        openapi_url="/api/openapi.json",
-        docs_url="/api/docs",
-        redoc_url=None,
-        lifespan=lifespan,
-    )
-    app.state.platform = platform
-    install_error_handlers(app, platform.store_health, lambda path: openapi.allowed_methods(app, path))
-    routers = [m.router for m in (ops, auth, tenants, models, publishing, admin, ws)]
-    for router in routers:
-        app.include_router(router)
-    app.openapi = lambda: openapi.document(app, routers)  # type: ignore[method-assign]
+    return lifespan
+
+
+def _add_middleware(app: FastAPI, platform: Platform) -> None:
     # Added last = outermost: CORS answers preflights before anything else runs.
     app.add_middleware(ApiGuard, platform=platform)
     app.add_middleware(BodyLimit, inference_bytes=platform.settings.max_body_bytes)
@@ -88,4 +82,23 @@ def create_app(platform: Platform) -> FastAPI:
                 "Retry-After",
             ],
         )
+
+
+def create_app(platform: Platform) -> FastAPI:
+    app = FastAPI(
+        title="inferbox Management Service API",
+        version=__version__,
+        description=DESCRIPTION,
+        openapi_url="/api/openapi.json",
+        docs_url="/api/docs",
+        redoc_url=None,
+        lifespan=lifespan_of(platform),
+    )
+    app.state.platform = platform
+    install_error_handlers(app, platform.store_health, lambda path: openapi.allowed_methods(app, path))
+    routers = [m.router for m in (ops, auth, tenants, models, publishing, admin, ws)]
+    for router in routers:
+        app.include_router(router)
+    app.openapi = lambda: openapi.document(app, routers)  # type: ignore[method-assign]
+    _add_middleware(app, platform)
     return app

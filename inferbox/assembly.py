@@ -1,14 +1,16 @@
-"""The platform: the parts one running control plane is made of, built from its settings.
+"""The composition root: every part of a running inferbox, built from its settings in one place.
 
-The API reads them from `app.state.platform`; nothing lives in module globals, so a test can build as
-many platforms as it needs side by side.
+`build` makes a control plane (`inferbox serve`), `standalone_gateway` a gateway alone (`inferbox
+gateway`), `token_service` and `open_store` what the smaller commands need. The API reads the parts
+from `app.state.platform`; nothing lives in module globals, so a test can build as many platforms as
+it needs side by side.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from inferbox.api.metrics import HttpMetrics
@@ -17,16 +19,19 @@ from inferbox.config import Settings, ensure_data_dir
 from inferbox.control.audit import AuditLog
 from inferbox.control.events import EventBus
 from inferbox.control.lease import Lease
-from inferbox.control.models import ModelService, StoragePolicy
+from inferbox.control.models import ModelService
+from inferbox.control.predictions import Predictor
 from inferbox.control.publishing import PublishingService
+from inferbox.control.storage_policy import StoragePolicy
+from inferbox.control.tenant_admin import TenantAdmin
 from inferbox.control.tenants import TenantDirectory
 from inferbox.gateway.service import GatewayService
-from inferbox.gateway.upstream import RuntimeUpstream
+from inferbox.gateway.upstream import DirectUpstream, RuntimeUpstream
 from inferbox.health import Dependency
 from inferbox.logs import RecentLines
 from inferbox.ratelimit import Limiter
 from inferbox.runtime import Runtime
-from inferbox.runtime.local import LocalRuntime
+from inferbox.runtime.local import LocalRuntime, RuntimeSettings
 from inferbox.store import Store
 
 log = logging.getLogger("inferbox")
@@ -41,10 +46,12 @@ class Platform:
     events: EventBus
     audit: AuditLog
     tenants: TenantDirectory
+    tenant_admin: TenantAdmin
     metrics: HttpMetrics
     recent_logs: RecentLines
     runtime: Runtime
     models: ModelService
+    predictions: Predictor
     publishing: PublishingService
     gateway: GatewayService
     # What this process last saw of the store (its outages are logged once per interval).
@@ -54,16 +61,18 @@ class Platform:
     started_at: float = field(default_factory=time.time)
 
 
-def build(settings: Settings, recent_logs: RecentLines | None = None) -> Platform:
-    """Open the store (running migrations) and wire the parts. `settings.jwt_secret` must be set.
-
-    Raises RuntimeLocked when another control plane owns the local runtime of this store or data dir:
-    a second one would run every model twice (see control/lease.py)."""
-    assert settings.jwt_secret, "ensure_jwt_secret() first"
+def open_store(settings: Settings) -> Store:
+    """The store, its schema brought to the newest revision."""
     ensure_data_dir(settings.data_dir)
     store = Store(settings.effective_database_url)
     store.migrate()
-    tokens = TokenService(
+    return store
+
+
+def token_service(settings: Settings) -> TokenService:
+    """Issues and verifies tokens as the settings say. `settings.jwt_secret` must be set."""
+    assert settings.jwt_secret, "ensure_jwt_secret() first"
+    return TokenService(
         settings.jwt_secret,
         issuer=settings.token_issuer,
         verify_issuer=settings.jwt_issuer,
@@ -72,14 +81,33 @@ def build(settings: Settings, recent_logs: RecentLines | None = None) -> Platfor
         admin_username=settings.admin_username,
         ttl_seconds=settings.token_ttl_seconds,
     )
-    events = EventBus()
-    runtime = LocalRuntime(
-        settings.data_dir / "runtime",
-        events,
-        scale_to_zero_seconds=settings.scale_to_zero_seconds,
-        scale_down_delay_seconds=settings.scale_down_delay_seconds,
-        max_body_bytes=settings.max_body_bytes,
+
+
+def local_runtime(settings: Settings, events: EventBus) -> LocalRuntime:
+    """The local runtime, with the knobs both settings name alike taken from the control plane's."""
+    shared = {
+        f.name: getattr(settings, f.name) for f in fields(RuntimeSettings) if f.name in Settings.model_fields
+    }
+    return LocalRuntime(settings.data_dir / "runtime", events, RuntimeSettings(**shared))
+
+
+def standalone_gateway(settings: Settings) -> tuple[Store, GatewayService]:
+    """A gateway without a runtime: it routes to the models' stable ports and fails closed when Redis
+    is down (its limits are the publications' contracts)."""
+    store = open_store(settings)
+    gateway = GatewayService(
+        store,
+        Limiter(settings.redis_url, prefix=settings.redis_prefix),
+        token_service(settings),
+        TenantDirectory(store),
+        DirectUpstream(),
+        settings=settings,
     )
+    return store, gateway
+
+
+def claim_runtime(store: Store, runtime: LocalRuntime) -> Lease:
+    """Take the local runtime's data dir lock and its lease in the store, or neither (RuntimeLocked)."""
     lease = Lease(store, runtime.name)
     try:
         runtime.claim()
@@ -88,11 +116,24 @@ def build(settings: Settings, recent_logs: RecentLines | None = None) -> Platfor
         runtime.unclaim()
         store.close()
         raise
+    return lease
+
+
+def build(settings: Settings, recent_logs: RecentLines | None = None) -> Platform:
+    """Open the store (running migrations) and wire the parts. `settings.jwt_secret` must be set.
+
+    Raises RuntimeLocked when another control plane owns the local runtime of this store or data dir:
+    a second one would run every model twice (see control/lease.py)."""
+    tokens = token_service(settings)
+    store = open_store(settings)
+    events = EventBus()
+    runtime = local_runtime(settings, events)
+    lease = claim_runtime(store, runtime)
     store_health = Dependency("the store")
     audit = AuditLog(store, store_health)
     tenants = TenantDirectory(store)
-    # The API falls back to in-process limits while Redis is down; the gateway refuses (its limits are
-    # the publications' contracts). Both share one connection pool and one view of Redis's health.
+    # The API falls back to in-process limits while Redis is down; the gateway refuses. Both share one
+    # connection pool and one view of Redis's health.
     limiter = Limiter(settings.redis_url, prefix=settings.redis_prefix, fallback=True)
     publishing = PublishingService(store, events, audit, settings.public_gateway_url)
     gateway = GatewayService(
@@ -123,10 +164,12 @@ def build(settings: Settings, recent_logs: RecentLines | None = None) -> Platfor
         events=events,
         audit=audit,
         tenants=tenants,
+        tenant_admin=TenantAdmin(tenants, audit, models),
         metrics=HttpMetrics(),
         recent_logs=recent_logs or RecentLines(),
         runtime=runtime,
         models=models,
+        predictions=Predictor(runtime),
         publishing=publishing,
         gateway=gateway,
         store_health=store_health,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -12,6 +13,10 @@ from inferbox.config import ConfigError, Settings, ensure_jwt_secret, from_env
 
 def _settings() -> Settings:
     return ensure_jwt_secret(from_env())
+
+
+def _exit_cleanly(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
 
 
 def cmd_serve(_args: argparse.Namespace) -> int:
@@ -34,6 +39,11 @@ def cmd_serve(_args: argparse.Namespace) -> int:
             flush=True,
         )
     app = create_app(platform)
+    # uvicorn re-raises the signal that stopped it once its graceful shutdown is done; with this handler
+    # in place that ends the process with exit code 0 instead of death by SIGTERM (a clean stop is not a
+    # crash to a supervisor), and a signal that comes before uvicorn listens still stops the process.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _exit_cleanly)
     uvicorn.run(
         app,
         host=settings.host,
@@ -41,7 +51,7 @@ def cmd_serve(_args: argparse.Namespace) -> int:
         loop="uvloop",
         http="httptools",
         timeout_graceful_shutdown=30,
-        **settings.server_options(),  # type: ignore[arg-type]
+        **settings.server_options(),
     )
     return 0
 
@@ -53,35 +63,13 @@ def cmd_gateway(_args: argparse.Namespace) -> int:
     import signal
 
     from inferbox import logs
-    from inferbox.auth.tokens import TokenService
-    from inferbox.control.tenants import TenantDirectory
-    from inferbox.gateway.service import GatewayService
-    from inferbox.gateway.upstream import DirectUpstream
-    from inferbox.ratelimit import Limiter
-    from inferbox.store import Store
+    from inferbox.assembly import standalone_gateway
 
     settings = _settings()
     logs.setup(settings.log_level, settings.log_json)
-    store = Store(settings.effective_database_url)
-    store.migrate()
-    tokens = TokenService(
-        settings.jwt_secret or "",
-        issuer=settings.token_issuer,
-        verify_issuer=settings.jwt_issuer,
-        audience=settings.jwt_audience,
-        jwks_url=settings.jwt_jwks_url,
-        admin_username=settings.admin_username,
-    )
+    store, service = standalone_gateway(settings)
 
     async def run() -> None:
-        service = GatewayService(
-            store,
-            Limiter(settings.redis_url, prefix=settings.redis_prefix),
-            tokens,
-            TenantDirectory(store),
-            DirectUpstream(),
-            settings=settings,
-        )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -98,32 +86,24 @@ def cmd_gateway(_args: argparse.Namespace) -> int:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
-    from inferbox.auth.tokens import TokenService
+    from inferbox.assembly import token_service
 
-    settings = _settings()
-    tokens = TokenService(
-        settings.jwt_secret or "",
-        issuer=settings.token_issuer,
-        audience=settings.jwt_audience,
-        admin_username=settings.admin_username,
-    )
-    print(tokens.issue_tenant(args.tenant, subject=args.subject, ttl=args.ttl))
+    print(token_service(_settings()).issue_tenant(args.tenant, subject=args.subject, ttl=args.ttl))
     return 0
 
 
 def cmd_tenant(args: argparse.Namespace) -> int:
-    from inferbox.control.tenants import (
-        RESERVED,
-        TenantDirectory,
-        TenantExists,
-        TenantNotFound,
-        label_problem,
-    )
-    from inferbox.store import Store
+    import asyncio
+    import getpass
+
+    from inferbox.assembly import open_store
+    from inferbox.control.audit import Actor, AuditLog
+    from inferbox.control.errors import ControlError, InvalidField
+    from inferbox.control.tenant_admin import TenantAdmin
+    from inferbox.control.tenants import TenantDirectory
 
     settings = _settings()
-    store = Store(settings.effective_database_url)
-    store.migrate()
+    store = open_store(settings)
     directory = TenantDirectory(store)
     if args.action == "list":
         for tenant in directory.list():
@@ -132,32 +112,25 @@ def cmd_tenant(args: argparse.Namespace) -> int:
     if not args.name:
         print(f"inferbox tenant {args.action}: NAME is required", file=sys.stderr)
         return 2
-    if args.action == "create":
-        problem = label_problem(args.name) or ("is reserved" if args.name in RESERVED else None)
-        if problem:
-            print(f"inferbox: tenant name {args.name!r} {problem}", file=sys.stderr)
-            return 2
-        try:
-            directory.create(args.name)
-        except TenantExists:
-            print(f"inferbox: tenant {args.name!r} already exists", file=sys.stderr)
-            return 1
-        print(f"tenant {args.name} created")
-        return 0
-    count = directory.model_count(args.name)
-    if count:
-        print(
-            f"inferbox: tenant {args.name!r} still owns {count} model(s); delete it through the API "
-            "(DELETE /api/admin/tenants/NAME?force=true) so that its replicas are stopped",
-            file=sys.stderr,
-        )
-        return 1
+    audit = AuditLog(store)
+    # Without a runtime here, a tenant that still owns models is refused (its replicas must be stopped
+    # by the control plane that runs them: DELETE /api/admin/tenants/NAME?force=true).
+    admin = TenantAdmin(directory, audit)
+    actor = Actor(f"cli:{getpass.getuser()}", None, None)
     try:
-        directory.delete(args.name)
-    except TenantNotFound:
-        print(f"inferbox: no tenant named {args.name!r}", file=sys.stderr)
+        if args.action == "create":
+            admin.create(args.name, actor)
+        else:
+            asyncio.run(admin.delete(args.name, actor, force=False))
+    except InvalidField as exc:
+        print(f"inferbox: tenant name {args.name!r}: {exc.details}", file=sys.stderr)
+        return 2
+    except ControlError as exc:
+        print(f"inferbox: {exc.details}", file=sys.stderr)
         return 1
-    print(f"tenant {args.name} deleted")
+    finally:
+        audit.close()
+    print(f"tenant {args.name} {'created' if args.action == 'create' else 'deleted'}")
     return 0
 
 

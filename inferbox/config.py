@@ -1,6 +1,10 @@
 """Settings from the environment: the spec's names first (PORT, JWT_SECRET, …), then inferbox's own.
 
-A bad value stops start-up with one clear line (`ConfigError`), never a traceback.
+Every knob is a field of `Settings`, typed, ranged and documented where it is declared, and read from
+the environment variable its alias names (`from_env`). The class is plain pydantic rather than
+pydantic-settings' `BaseSettings` on purpose: it never reads the environment by itself, so a test or an
+embedding program builds exactly the settings it names. A bad value stops start-up with one clear line
+(`ConfigError`) that names the variable, never a traceback.
 """
 
 from __future__ import annotations
@@ -9,57 +13,193 @@ import ipaddress
 import os
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from inferbox.control.validation import describe
+
 LOG_LEVELS = ("debug", "info", "warn", "warning", "error")
-RUNTIMES = ("local", "kubernetes")
+MiB = 1024 * 1024
 
 
 class ConfigError(Exception):
     """A setting that cannot be used; the message names the variable."""
 
 
-@dataclass(frozen=True)
-class Settings:
-    port: int = 8085
-    host: str = "0.0.0.0"
-    jwt_secret: str | None = None
-    rate_limit_requests: int = 100
-    rate_limit_burst: int = 10
-    cors_origins: tuple[str, ...] = ()
-    log_level: str = "info"
-    log_json: bool = False
-    kubeconfig: str | None = None
-    data_dir: Path = Path(".inferbox")
-    database_url: str | None = None
-    redis_url: str | None = None
-    # Prefix of every Redis key, so that several deployments (or test runs) can share one Redis.
-    redis_prefix: str = "inferbox"
-    admin_username: str = "admin"
-    admin_password: str | None = None
-    jwt_jwks_url: str | None = None
-    jwt_issuer: str | None = None
-    jwt_audience: str | None = None
-    runtime: str = "local"
-    gateway_port: int = 8080
-    gateway_url: str | None = None
-    token_ttl_seconds: int = 3600
-    scale_to_zero_seconds: float = 60.0
-    scale_down_delay_seconds: float = 30.0
+def _url(schemes: tuple[str, ...]) -> AfterValidator:
+    def check(value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in schemes or not (parts.netloc or parts.path):
+            raise ValueError(f"must be a URL with scheme {' or '.join(schemes)}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _origins(values: tuple[str, ...]) -> tuple[str, ...]:
+    for origin in values:
+        if origin != "*" and not urlsplit(origin).scheme:
+            raise ValueError(f"entries must be origins like https://console.example.com, got {origin!r}")
+    return values
+
+
+def _networks(values: tuple[str, ...]) -> tuple[str, ...]:
+    for entry in values:
+        if entry == "*":
+            continue
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ValueError(f"entries must be IP addresses or networks (or *), got {entry!r}") from None
+    return values
+
+
+Seconds = Annotated[float, Field(ge=0.0, le=86400.0)]
+
+
+class Settings(BaseModel):
+    """One control plane's (or gateway's) settings. Field names are Python's; aliases are the
+    environment's. Build one with `from_env()` or by naming fields."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="forbid")
+
+    # -- the spec's settings ---------------------------------------------------------------------
+    port: int = Field(8085, ge=1, le=65535, alias="PORT", description="control plane port")
+    jwt_secret: str | None = Field(
+        None, min_length=16, alias="JWT_SECRET", description="HS256 secret (default: kept in the data dir)"
+    )
+    rate_limit_requests: int = Field(
+        100, ge=1, le=10**9, alias="RATE_LIMIT_REQUESTS", description="API requests per minute per caller"
+    )
+    cors_origins: Annotated[tuple[str, ...], AfterValidator(_origins)] = Field(
+        (), alias="CORS_ORIGINS", description="origins allowed to call the API from a browser"
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", alias="LOG_LEVEL", description="debug, info, warn, error; `,json` for JSON lines"
+    )
+    kubeconfig: str | None = Field(
+        None, alias="KUBECONFIG", description="kubeconfig of the Kubernetes runtime"
+    )
+    # -- inferbox's ------------------------------------------------------------------------------
+    log_json: bool = Field(False, description="JSON log lines (LOG_LEVEL=info,json)")
+    rate_limit_burst: int = Field(
+        10, ge=1, le=10**9, alias="RATE_LIMIT_BURST", description="API requests per second per caller"
+    )
+    host: str = Field(
+        "0.0.0.0", alias="HOST", description="address the control plane and the gateway listen on"
+    )
+    data_dir: Path = Field(
+        Path(".inferbox"), alias="INFERBOX_DATA_DIR", description="the store, the secret, state"
+    )
+    database_url: Annotated[str | None, _url(("sqlite", "postgresql+psycopg"))] = Field(
+        None, alias="DATABASE_URL", description="postgresql://user@host/db (default: SQLite in the data dir)"
+    )
+    redis_url: Annotated[str | None, _url(("redis", "rediss", "unix"))] = Field(
+        None, alias="REDIS_URL", description="shared rate-limit state (redis://host:6379/0)"
+    )
+    redis_prefix: str = Field(
+        "inferbox", min_length=1, alias="INFERBOX_REDIS_PREFIX", description="Redis key prefix"
+    )
+    admin_username: str = Field("admin", min_length=1, max_length=128, alias="ADMIN_USERNAME")
+    admin_password: str | None = Field(
+        None, alias="ADMIN_PASSWORD", description="default: generated, printed once"
+    )
+    jwt_jwks_url: Annotated[str | None, _url(("http", "https"))] = Field(
+        None,
+        alias="JWT_JWKS_URL",
+        description="accept RS256/ES256 tenant tokens signed by keys from this JWKS",
+    )
+    jwt_issuer: str | None = Field(None, alias="JWT_ISSUER", description="tokens must carry this iss")
+    jwt_audience: str | None = Field(None, alias="JWT_AUDIENCE", description="tokens must carry this aud")
+    runtime: Literal["local", "kubernetes"] = Field("local", alias="INFERBOX_RUNTIME")
+    gateway_port: int = Field(8080, ge=1, le=65535, alias="GATEWAY_PORT", description="the gateway's port")
+    gateway_url: Annotated[str | None, _url(("http", "https"))] = Field(
+        None, alias="INFERBOX_GATEWAY_URL", description="public base of published models' URLs"
+    )
+    token_ttl_seconds: int = Field(3600, ge=60, le=30 * 86400, alias="INFERBOX_TOKEN_TTL_SECONDS")
+    scale_to_zero_seconds: float = Field(60.0, ge=1.0, le=86400.0, alias="INFERBOX_SCALE_TO_ZERO_SECONDS")
+    scale_down_delay_seconds: Seconds = Field(30.0, alias="INFERBOX_SCALE_DOWN_DELAY_SECONDS")
     # The most replicas one model may ask for: one tenant must not be able to fork the machine away.
-    max_replicas: int = 16
+    max_replicas: int = Field(16, ge=1, le=1000, alias="INFERBOX_MAX_REPLICAS")
     # Where tenants' local storageUris must lie (None: the directory inferbox starts in).
-    model_root: Path | None = None
+    model_root: Path | None = Field(None, alias="INFERBOX_MODEL_ROOT")
     # Addresses (or networks) of reverse proxies whose X-Forwarded-For is believed; none by default, so
     # that no caller can choose the address its audit entries and per-address limits see.
-    forwarded_allow_ips: tuple[str, ...] = ()
+    forwarded_allow_ips: Annotated[tuple[str, ...], AfterValidator(_networks)] = Field(
+        (), alias="FORWARDED_ALLOW_IPS"
+    )
     # The largest inference request body (API predict, gateway, replicas). Control routes take far less.
-    max_body_bytes: int = 32 * 1024 * 1024
-    # Extra knobs for tests and operators; not in the spec.
-    extra: Mapping[str, str] = field(default_factory=dict)
+    max_body_bytes: int = Field(32 * MiB, ge=64 * 1024, le=1024 * MiB, alias="INFERBOX_MAX_BODY_BYTES")
+    # The local runtime's supervision and the replicas' batching.
+    poll_seconds: float = Field(0.5, ge=0.05, le=60.0, alias="INFERBOX_POLL_SECONDS")
+    max_batch_size: int = Field(32, ge=1, le=4096, alias="INFERBOX_MAX_BATCH_SIZE")
+    max_batch_wait_ms: float = Field(2.0, ge=0.0, le=1000.0, alias="INFERBOX_MAX_BATCH_WAIT_MS")
+    drain_seconds: Seconds = Field(30.0, alias="INFERBOX_DRAIN_SECONDS")
+    stop_grace_seconds: Seconds = Field(20.0, alias="INFERBOX_STOP_GRACE_SECONDS")
+    # /ws: how long a socket may take to authenticate, how often it is pinged, how many events wait
+    # for a slow client before it is dropped, and how long one send may block.
+    ws_auth_timeout_seconds: float = Field(5.0, gt=0, le=300, alias="INFERBOX_WS_AUTH_TIMEOUT_SECONDS")
+    ws_ping_seconds: float = Field(20.0, gt=0, le=3600, alias="INFERBOX_WS_PING_SECONDS")
+    ws_queue_size: int = Field(256, ge=1, le=100_000, alias="INFERBOX_WS_QUEUE_SIZE")
+    ws_send_timeout_seconds: float = Field(10.0, gt=0, le=3600, alias="INFERBOX_WS_SEND_TIMEOUT_SECONDS")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _log_level_words(cls, data: Any) -> Any:
+        """`LOG_LEVEL` is a level, optionally with `json` for structured logs: `info,json`, `json`."""
+        if isinstance(data, dict) and isinstance(data.get("LOG_LEVEL"), str):
+            data = dict(data)
+            raw = data.pop("LOG_LEVEL")
+            words = [w for w in raw.replace(",", " ").replace("+", " ").lower().split() if w]
+            level = "info"
+            for word in words:
+                if word == "json":
+                    data["log_json"] = True
+                elif word in LOG_LEVELS:
+                    level = "warning" if word == "warn" else word
+                else:
+                    raise ValueError(
+                        f"must be one of debug, info, warn, error (optionally with ',json'), got {raw!r}"
+                    )
+            data["LOG_LEVEL"] = level
+        return data
+
+    @field_validator("cors_origins", "forwarded_allow_ips", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _psycopg(cls, value: Any) -> Any:
+        # psycopg 3 is the driver we ship; the bare scheme would ask SQLAlchemy for psycopg2.
+        if isinstance(value, str) and value.startswith(("postgres://", "postgresql://")):
+            return "postgresql+psycopg://" + value.split("://", 1)[1]
+        return value
+
+    @field_validator("runtime")
+    @classmethod
+    def _available(cls, value: str) -> str:
+        if value == "kubernetes":
+            raise ValueError("must be local: kubernetes is not available in this version")
+        return value
+
+    # -- derived ---------------------------------------------------------------------------------
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'inferbox.db').resolve()}"
@@ -73,7 +213,7 @@ class Settings:
     def public_gateway_url(self) -> str:
         return (self.gateway_url or f"http://localhost:{self.gateway_port}").rstrip("/")
 
-    def server_options(self) -> dict[str, object]:
+    def server_options(self) -> dict[str, Any]:
         """The uvicorn options every HTTP server of inferbox shares (control plane and gateway)."""
         return {
             "proxy_headers": bool(self.forwarded_allow_ips),
@@ -85,138 +225,34 @@ class Settings:
             "ws_max_size": 64 * 1024,
         }
 
-    def with_(self, **changes: object) -> Settings:
-        return replace(self, **changes)  # type: ignore[arg-type]
+    def with_(self, **changes: Any) -> Settings:
+        """These settings with some fields changed (validated again)."""
+        return Settings.model_validate({**self.model_dump(), **changes})
 
 
-def _int(
-    env: Mapping[str, str], name: str, default: int, *, minimum: int = 0, maximum: int | None = None
-) -> int:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
-    if value < minimum or (maximum is not None and value > maximum):
-        upper = f" and {maximum}" if maximum is not None else ""
-        raise ConfigError(f"{name} must be between {minimum}{upper}, got {value}")
-    return value
-
-
-def _float(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0.0) -> float:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = float(raw.strip())
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-    if value < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
-    return value
-
-
-def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | None:
-    raw = (env.get(name) or "").strip()
-    if not raw:
-        return None
-    parts = urlsplit(raw)
-    if parts.scheme not in schemes or not (parts.netloc or parts.path):
-        raise ConfigError(f"{name} must be a URL with scheme {' or '.join(schemes)}, got {raw!r}")
-    return raw
-
-
-def _log_level(raw: str) -> tuple[str, bool]:
-    """`LOG_LEVEL` is a level (debug, info, warn, error), optionally with `json` for structured logs:
-    `info,json`, `debug json` or just `json` (info level)."""
-    words = [w for w in raw.replace(",", " ").replace("+", " ").lower().split() if w]
-    level, as_json = "info", False
-    for word in words:
-        if word == "json":
-            as_json = True
-        elif word in LOG_LEVELS:
-            level = "warning" if word == "warn" else word
-        else:
-            raise ConfigError(
-                f"LOG_LEVEL must be one of debug, info, warn, error (optionally with ',json'), got {raw!r}"
-            )
-    return level, as_json
-
-
-def _proxies(env: Mapping[str, str]) -> tuple[str, ...]:
-    """FORWARDED_ALLOW_IPS: comma-separated addresses or networks of trusted proxies (`*` for any)."""
-    entries = tuple(e.strip() for e in (env.get("FORWARDED_ALLOW_IPS") or "").split(",") if e.strip())
-    for entry in entries:
-        if entry == "*":
-            continue
-        try:
-            ipaddress.ip_network(entry, strict=False)
-        except ValueError:
-            raise ConfigError(
-                f"FORWARDED_ALLOW_IPS entries must be IP addresses or networks (or *), got {entry!r}"
-            ) from None
-    return entries
+def environment_names() -> dict[str, str]:
+    """Each setting's environment variable, by field name."""
+    return {name: f.alias for name, f in Settings.model_fields.items() if f.alias}
 
 
 def from_env(env: Mapping[str, str] | None = None) -> Settings:
-    """Read settings from the environment (os.environ by default)."""
+    """Read settings from the environment (os.environ by default); blank values mean the default."""
     env = os.environ if env is None else env
-    level, as_json = _log_level(env.get("LOG_LEVEL", "info"))
-    runtime = (env.get("INFERBOX_RUNTIME") or "local").strip().lower()
-    if runtime not in RUNTIMES:
-        raise ConfigError(f"INFERBOX_RUNTIME must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
-    if runtime == "kubernetes":
-        raise ConfigError("INFERBOX_RUNTIME=kubernetes is not available in this version; use local")
-    database_url = _url(env, "DATABASE_URL", ("sqlite", "postgresql", "postgresql+psycopg", "postgres"))
-    if database_url and database_url.startswith(("postgres://", "postgresql://")):
-        # psycopg 3 is the driver we ship; the bare scheme would ask SQLAlchemy for psycopg2.
-        database_url = "postgresql+psycopg://" + database_url.split("://", 1)[1]
-    origins = tuple(o.strip() for o in (env.get("CORS_ORIGINS") or "").split(",") if o.strip())
-    for origin in origins:
-        if origin != "*" and not urlsplit(origin).scheme:
-            raise ConfigError(
-                f"CORS_ORIGINS entries must be origins like https://console.example.com, got {origin!r}"
-            )
-    secret = env.get("JWT_SECRET") or None
-    if secret is not None and len(secret) < 16:
-        raise ConfigError("JWT_SECRET must be at least 16 characters")
-    admin_username = (env.get("ADMIN_USERNAME") or "admin").strip()
-    if not admin_username:
-        raise ConfigError("ADMIN_USERNAME must not be empty")
-    return Settings(
-        port=_int(env, "PORT", 8085, minimum=1, maximum=65535),
-        host=(env.get("HOST") or "0.0.0.0").strip(),
-        jwt_secret=secret,
-        rate_limit_requests=_int(env, "RATE_LIMIT_REQUESTS", 100, minimum=1),
-        rate_limit_burst=_int(env, "RATE_LIMIT_BURST", 10, minimum=1),
-        cors_origins=origins,
-        log_level=level,
-        log_json=as_json,
-        kubeconfig=env.get("KUBECONFIG") or None,
-        data_dir=Path(env.get("INFERBOX_DATA_DIR") or ".inferbox"),
-        database_url=database_url,
-        redis_url=_url(env, "REDIS_URL", ("redis", "rediss", "unix")),
-        redis_prefix=(env.get("INFERBOX_REDIS_PREFIX") or "inferbox").strip(),
-        admin_username=admin_username,
-        admin_password=env.get("ADMIN_PASSWORD") or None,
-        jwt_jwks_url=_url(env, "JWT_JWKS_URL", ("http", "https")),
-        jwt_issuer=env.get("JWT_ISSUER") or None,
-        jwt_audience=env.get("JWT_AUDIENCE") or None,
-        runtime=runtime,
-        gateway_port=_int(env, "GATEWAY_PORT", 8080, minimum=1, maximum=65535),
-        gateway_url=_url(env, "INFERBOX_GATEWAY_URL", ("http", "https")),
-        token_ttl_seconds=_int(env, "INFERBOX_TOKEN_TTL_SECONDS", 3600, minimum=60),
-        scale_to_zero_seconds=_float(env, "INFERBOX_SCALE_TO_ZERO_SECONDS", 60.0, minimum=1.0),
-        scale_down_delay_seconds=_float(env, "INFERBOX_SCALE_DOWN_DELAY_SECONDS", 30.0, minimum=0.0),
-        max_replicas=_int(env, "INFERBOX_MAX_REPLICAS", 16, minimum=1),
-        model_root=Path(env["INFERBOX_MODEL_ROOT"]) if env.get("INFERBOX_MODEL_ROOT") else None,
-        forwarded_allow_ips=_proxies(env),
-        max_body_bytes=_int(
-            env, "INFERBOX_MAX_BODY_BYTES", 32 * 1024 * 1024, minimum=64 * 1024, maximum=1024**3
-        ),
-    )
+    given = {
+        alias: env[alias].strip() for alias in environment_names().values() if (env.get(alias) or "").strip()
+    }
+    try:
+        return Settings.model_validate(given)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = str(err["loc"][0]) if err["loc"] else "LOG_LEVEL"
+        sentence = describe({**err, "loc": ()}).removeprefix("Field 'body'").strip().lstrip(":").strip()
+        # A secret's (or a URL's, which may hold a password) value is not repeated back.
+        secret = any(word in name for word in ("SECRET", "PASSWORD", "_URL"))
+        value = None if secret else given.get(name)
+        raise ConfigError(
+            f"{name} {sentence}" + (f", got {value!r}" if value and "got" not in sentence else "")
+        ) from None
 
 
 def ensure_data_dir(path: Path) -> None:

@@ -16,6 +16,11 @@ from collections import deque
 from datetime import UTC, datetime
 from typing import Any
 
+from inferbox.timefmt import iso
+
+# The most lines any log route answers (the service's own, a model's replicas', kubectl logs).
+MAX_LOG_LINES = 1000
+
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
 _SECRET_PATTERNS = (
@@ -84,7 +89,7 @@ class ScrubFilter(logging.Filter):
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat().replace("+00:00", "Z"),
+            "time": iso(datetime.fromtimestamp(record.created, UTC), millis=True),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -116,7 +121,7 @@ class RecentLines(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         entry = {
-            "timestamp": datetime.fromtimestamp(record.created, UTC).isoformat().replace("+00:00", "Z"),
+            "timestamp": iso(datetime.fromtimestamp(record.created, UTC), millis=True),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -144,9 +149,10 @@ def setup(level: str = "info", as_json: bool = False, recent: RecentLines | None
             root.removeHandler(handler)
     stream = logging.StreamHandler(sys.stderr)
     stream.setFormatter(JsonFormatter() if as_json else TextFormatter())
-    for handler in (stream, recent):
+    handlers: tuple[logging.Handler, ...] = (stream, recent)
+    for handler in handlers:
         handler.addFilter(ScrubFilter())
-        handler._inferbox = True  # type: ignore[attr-defined]
+        setattr(handler, "_inferbox", True)  # noqa: B010 (marks the handlers a second setup replaces)
         root.addHandler(handler)
     root.setLevel(level.upper())
     # uvicorn's own handlers would bypass the filter; send its records through the root instead.

@@ -118,9 +118,9 @@ class _Backends:
 
     def __init__(self, redis_url: str | None, prefix: str) -> None:
         self.memory = storage_from_string("async+memory://")
-        self.memory_strategy = FixedWindowRateLimiter(self.memory)  # type: ignore[arg-type]
+        self.memory_strategy = FixedWindowRateLimiter(self.memory)
         self.shared: Any = None
-        self.shared_strategy: FixedWindowRateLimiter | None = None
+        self.shared_strategy = self.memory_strategy  # replaced below when Redis is configured
         self.redis = Dependency("redis")
         self.retry_at = 0.0
         if redis_url:

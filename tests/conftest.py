@@ -63,3 +63,20 @@ def make_server(tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
 def server(make_server: Callable[..., RunningServer], database_url: str) -> RunningServer:
     """A control plane on a fresh store, once on SQLite and once on PostgreSQL."""
     return make_server(database_url)
+
+
+@pytest.fixture(scope="module")
+def module_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., RunningServer]]:
+    """Starts control planes that live for the whole module (a deploy costs a second; most tests here
+    need one model, not a fresh one each)."""
+    servers: list[RunningServer] = []
+
+    def make(database_url: str | None = None, **overrides: Any) -> RunningServer:
+        settings = settings_for(tmp_path_factory.mktemp("server"), database_url, **overrides)
+        server = start_server(settings)
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()

@@ -120,6 +120,8 @@ def test_serve_generates_the_admin_password_once_and_keeps_state_across_restarts
         assert [t["name"] for t in tenants] == ["tenant-a"]
     out, _ = proc.communicate()
     assert "generated admin password" not in out
+    # SIGTERM is a clean stop: exit code 0, not death by the signal.
+    assert proc.returncode == 0
 
 
 def test_json_logs_when_log_level_asks(tmp_path: Path) -> None:

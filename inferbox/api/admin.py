@@ -12,22 +12,21 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
-from starlette.concurrency import run_in_threadpool
 
 from inferbox.api.deps import AdminDep, PlatformDep, actor_of
 from inferbox.api.errors import ApiError, bad_request
+from inferbox.blocking import in_thread
 from inferbox.control.audit import DENIED, FAILURE, SUCCESS
-from inferbox.kubectl import guard
-from inferbox.kubectl import local as local_kubectl
-from inferbox.logs import scrub
-from inferbox.store.tables import AuditEntry
+from inferbox.control.cluster import snapshot
+from inferbox.logs import MAX_LOG_LINES, scrub
+from inferbox.runtime.kubectl import guard
+from inferbox.runtime.local import kubectl as local_kubectl
 from inferbox.timefmt import iso
 
 router = APIRouter(tags=["admin"])
 log = logging.getLogger("inferbox.admin")
 
 MAX_AUDIT_ENTRIES = 1000
-MAX_LOG_LINES = 1000
 LOG_LEVELS = ("debug", "info", "warning", "warn", "error", "critical")
 # The command text kept in the audit log: enough to read what was asked, bounded like the column.
 AUDIT_COMMAND_CHARS = 1000
@@ -75,7 +74,7 @@ class SystemInfo(BaseModel):
     summary="System information: nodes, namespaces (tenants), deployments (models)",
 )
 async def system(_admin: AdminDep, platform: PlatformDep) -> SystemInfo:
-    cluster = await local_kubectl.snapshot(platform)
+    cluster = await snapshot(platform.models, platform.tenants, platform.runtime)
     return SystemInfo(
         nodes=[
             NodeOut(
@@ -147,7 +146,9 @@ async def kubectl(
             501, "Not implemented", f"kubectl on the {platform.runtime.name} runtime is not available"
         )
     try:
-        answer = await local_kubectl.run(command, platform)
+        cluster = await snapshot(platform.models, platform.tenants, platform.runtime)
+        # The local runtime reads one replica's lines (`logs(..., replica=)`), beyond the Runtime protocol.
+        answer = await local_kubectl.answer(command, cluster, platform.runtime)  # type: ignore[arg-type]
     except Exception as exc:
         platform.audit.record(
             actor,
@@ -215,22 +216,6 @@ def parse_since(value: str, now: datetime) -> datetime:
         raise bad_request(shape) from None
 
 
-def _entry(e: AuditEntry) -> AuditEntryOut:
-    stamp = e.timestamp.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    return AuditEntryOut(
-        id=e.id,
-        timestamp=stamp,
-        actor=e.actor,
-        tenant=e.tenant,
-        action=e.action,
-        target=e.target,
-        outcome=e.outcome,
-        requestId=e.request_id,
-        sourceIp=e.source_ip,
-        details=e.details or {},
-    )
-
-
 @router.get(
     "/api/admin/audit",
     response_model=AuditList,
@@ -245,10 +230,10 @@ async def audit(
     since: str | None = Query(None, max_length=64, description="RFC 3339 time, or a duration back: 15m, 2h"),
 ) -> AuditList:
     start = parse_since(since, datetime.now(UTC)) if since else None
-    rows = await run_in_threadpool(
+    rows = await in_thread(
         platform.audit.query, limit=min(limit, MAX_AUDIT_ENTRIES), tenant=tenant, action=action, since=start
     )
-    entries = [_entry(e) for e in rows]
+    entries = [AuditEntryOut(**e.view()) for e in rows]
     return AuditList(entries=entries, count=len(entries))
 
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
-from starlette.concurrency import run_in_threadpool
 
 from inferbox.api.deps import PlatformDep, PrincipalDep, source_ip
 from inferbox.api.errors import ApiError
 from inferbox.assembly import Platform
 from inferbox.auth.admin import check_admin
+from inferbox.blocking import in_thread
 from inferbox.control.audit import DENIED, FAILURE, SUCCESS, Actor
 from inferbox.ratelimit import Quota
+from inferbox.timefmt import iso
 
 router = APIRouter(tags=["auth"])
 
@@ -85,7 +86,7 @@ async def login(body: LoginRequest, request: Request, platform: PlatformDep) -> 
             f"Try again in {refused.retry_after} seconds",
             headers={"Retry-After": str(refused.retry_after)},
         )
-    ok = await run_in_threadpool(check_admin, platform.store, body.username, body.password)
+    ok = await in_thread(check_admin, platform.store, body.username, body.password)
     if not ok or body.username != platform.settings.admin_username:
         platform.audit.record(actor, "auth.login", FAILURE, target=body.username)
         raise ApiError(401, "Invalid credentials", "Wrong username or password")
@@ -115,7 +116,7 @@ async def _known(platform: Platform, known_key: str) -> bool:
 
 @router.get("/api/tenant", response_model=TenantInfo, summary="The calling user and tenant")
 def whoami(principal: PrincipalDep) -> TenantInfo:
-    expires = principal.expires_at.isoformat().replace("+00:00", "Z") if principal.expires_at else None
+    expires = iso(principal.expires_at)
     return TenantInfo(
         tenant=principal.tenant,
         user=principal.subject,

@@ -14,7 +14,8 @@ from inferbox.control.audit import DENIED, Actor
 
 
 async def get_platform(request: Request) -> Platform:
-    return request.app.state.platform
+    platform: Platform = request.app.state.platform
+    return platform
 
 
 PlatformDep = Annotated[Platform, Depends(get_platform)]

@@ -1,9 +1,10 @@
 """Errors in the spec's one shape: `{"error": "...", "details": "..."}`, for every route and status.
 
-Handlers raise `ApiError` (or a subclass); FastAPI's own 404/405/413/422 and a store that cannot be
-reached (503) are turned into the same shape by `install`. An unexpected exception is answered by
-`unexpected_error_response` from the request middleware, which keeps the connection usable. Bodies
-never carry a stack trace.
+Routes raise `ApiError` for what only HTTP knows (401, the API's own 403s); control/ and runtime/
+raise their domain errors, which `from_domain` maps here, in one place. FastAPI's own 404/405/413/422
+and a store that cannot be reached (503) are turned into the same shape by `install`. An unexpected
+exception is answered by `unexpected_error_response` from the request middleware, which keeps the
+connection usable. Bodies never carry a stack trace.
 """
 
 from __future__ import annotations
@@ -19,7 +20,19 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 from starlette.responses import JSONResponse
 
+from inferbox.control.errors import (
+    Conflict,
+    ControlError,
+    Forbidden,
+    InvalidField,
+    NotFound,
+    OperationFailed,
+    UpstreamFailed,
+)
+from inferbox.control.validation import describe_all
 from inferbox.health import Dependency
+from inferbox.runtime import SpecRefused
+from inferbox.runtime.client import REPLICA_ERRORS, failure
 from inferbox.store import STORE_UNAVAILABLE
 
 log = logging.getLogger("inferbox.errors")
@@ -74,26 +87,23 @@ def error_response(exc: ApiError) -> JSONResponse:
     return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
 
 
-def _field_path(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
-    return ".".join(parts) if parts else "body"
+# How each domain refusal answers: control/ and runtime/ raise, this is the API's one map.
+_STATUS = {InvalidField: 400, Forbidden: 403, NotFound: 404, Conflict: 409, OperationFailed: 500}
 
 
-def describe_validation_error(err: dict[str, Any]) -> str:
-    """One sentence for one pydantic error, in the spec's words where it has some."""
-    field = _field_path(tuple(err.get("loc", ())))
-    kind = err.get("type", "")
-    if kind == "missing":
-        return f"Field '{field}' is required"
-    if kind in ("json_invalid", "json_type"):
-        return "Request body must be valid JSON"
-    if kind == "model_attributes_type" or (kind == "dict_type" and field == "body"):
-        return "Request body must be a JSON object"
-    if kind == "extra_forbidden":
-        return f"Field '{field}' is not allowed"
-    msg = str(err.get("msg", "is invalid"))
-    msg = msg.removeprefix("Value error, ")
-    return f"Field '{field}': {msg}"
+def from_domain(exc: Exception) -> ApiError:
+    """The API's answer to a refusal from control/ or runtime/ (raise it only for those)."""
+    if isinstance(exc, UpstreamFailed):
+        return ApiError(504 if exc.timed_out else 502, exc.error, exc.details)
+    if isinstance(exc, ControlError):
+        status = next(code for kind, code in _STATUS.items() if isinstance(exc, kind))
+        return ApiError(status, exc.error, exc.details)
+    if isinstance(exc, SpecRefused):
+        return ApiError(400, "Invalid request format", str(exc))
+    if isinstance(exc, REPLICA_ERRORS):
+        f = failure(exc)
+        return ApiError(f.status, f.error, f.details, headers=f.headers)
+    raise TypeError(f"not a domain refusal: {exc!r}")
 
 
 STORE_RETRY_AFTER = 5
@@ -127,9 +137,13 @@ def install(
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = list(exc.errors())
-        details = "; ".join(describe_validation_error(e) for e in errors[:5]) or "Invalid request"
-        return error_response(ApiError(400, "Invalid request format", details))
+        return error_response(ApiError(400, "Invalid request format", describe_all(list(exc.errors()))))
+
+    async def _domain(_request: Request, exc: Exception) -> JSONResponse:
+        return error_response(from_domain(exc))
+
+    for kind in (ControlError, SpecRefused, *REPLICA_ERRORS):
+        app.add_exception_handler(kind, _domain)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

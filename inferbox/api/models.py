@@ -1,14 +1,18 @@
-"""Model management and prediction routes (the spec's Model Management section)."""
+"""Model management and prediction routes (the spec's Model Management section).
+
+The bodies are typed from the model's one definition (`ModelConfig`): a create is its fields with a
+name and a namespace, an update any of them."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
-from starlette.concurrency import run_in_threadpool
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import create_model as derived_model
+from pydantic.fields import FieldInfo
 from starlette.responses import JSONResponse, Response
 
 from inferbox.api.deps import ModelName, Namespace, PlatformDep, PrincipalDep, actor_of
@@ -16,51 +20,36 @@ from inferbox.api.errors import ApiError, bad_request, forbidden
 from inferbox.api.openapi import json_body
 from inferbox.assembly import Platform
 from inferbox.auth.principal import Principal
-from inferbox.control.models import MAX_SCALE_TARGET
-from inferbox.store.tables import Model
+from inferbox.blocking import in_thread
+from inferbox.control.model_config import MAX_NAME, ModelConfig
+from inferbox.control.model_rows import ModelRecord
+from inferbox.logs import MAX_LOG_LINES
 
 router = APIRouter(tags=["models"])
 
-MAX_LOG_LINES = 1000
 
-
-# Whole numbers only: `true`, `"1"` and `1.0` are not replica counts. Their ranges are checked with the
-# spec's wording in control/models.py (the replica cap is a setting).
-Count = StrictInt
-
-
-class ModelCreate(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    name: str | None = Field(None, max_length=253, description="DNS-1123 label, at most 45 characters")
-    framework: str | None = Field(
-        None, max_length=64, description="sklearn, xgboost, lightgbm, onnx, pytorch, huggingface"
-    )
-    storageUri: str | None = Field(
-        None, max_length=2048, description="file:///path, /abs/path, or s3:// gs:// https:// hf:// …"
-    )
-    minReplicas: Count | None = Field(None, description="0 (scale to zero) up to maxReplicas; default 1")
-    maxReplicas: Count | None = Field(None, description="1 up to INFERBOX_MAX_REPLICAS; default 1")
-    scaleTarget: Count | None = Field(
-        None, description=f"in-flight requests (or rps) per replica, 1 to {MAX_SCALE_TARGET}; default 10"
-    )
-    scaleMetric: str | None = Field(
-        None, max_length=32, description="concurrency or rps (cpu, memory on Kubernetes)"
-    )
+class ModelCreate(ModelConfig):
+    name: str = Field(max_length=253, description=f"a DNS-1123 label, at most {MAX_NAME} characters")
     namespace: str | None = Field(
         None, max_length=253, description="the tenant; admins must give it, tenants' is their own"
     )
 
 
-class ModelUpdate(BaseModel):
-    model_config = ConfigDict(extra="allow")
+def _optional(field: FieldInfo) -> Any:
+    """A field's type and constraints, or null."""
+    kind: Any = Annotated[field.annotation, *field.metadata] if field.metadata else field.annotation
+    return kind | None
 
-    framework: str | None = Field(None, max_length=64)
-    storageUri: str | None = Field(None, max_length=2048)
-    minReplicas: Count | None = None
-    maxReplicas: Count | None = None
-    scaleTarget: Count | None = None
-    scaleMetric: str | None = Field(None, max_length=32)
+
+# Any of the config's fields, none required (the control plane merges them over the model's).
+ModelUpdate = derived_model(
+    "ModelUpdate",
+    __config__=ConfigDict(extra="allow"),
+    **{  # type: ignore[call-overload]
+        field.alias or name: (_optional(field), Field(None, description=field.description))
+        for name, field in ModelConfig.model_fields.items()
+    },
+)
 
 
 class ConnectionSettings(BaseModel):
@@ -76,13 +65,13 @@ class PredictRequest(BaseModel):
     connectionSettings: ConnectionSettings | None = None
 
 
-def write_namespace(principal: Principal, given: str | None, platform: Platform) -> str:
+async def write_namespace(principal: Principal, given: str | None, platform: Platform) -> str:
     """Where a new model goes: a tenant's own tenant, whatever it says; the admin must name one."""
     if not principal.is_admin:
         return principal.tenant
     if not given:
         raise bad_request("Field 'namespace' is required when the admin creates a model")
-    if not platform.tenants.exists(given):
+    if not await platform.tenants.exists_async(given):
         raise bad_request(f"Field 'namespace': no tenant named '{given}'")
     return given
 
@@ -92,28 +81,32 @@ def read_namespace(principal: Principal, given: str | None) -> str | None:
     return given if principal.is_admin else principal.tenant
 
 
-async def load_model(platform: Platform, principal: Principal, name: str, namespace: str | None) -> Model:
+async def load_model(
+    platform: Platform, principal: Principal, name: str, namespace: str | None
+) -> ModelRecord:
     """The caller's model `name` (404 for another tenant's): from the service's cache when it has
     it, else from the store in a worker thread."""
     scope = read_namespace(principal, namespace)
-    if scope is not None and (row := platform.models.cached(scope, name)) is not None:
-        return row
-    return await run_in_threadpool(platform.models.find, scope, name)
+    if scope is not None and (record := platform.models.rows.cached(scope, name)) is not None:
+        return record
+    return await in_thread(platform.models.rows.find, scope, name)
 
 
 @router.get("/api/models", summary="List models")
-def list_models(principal: PrincipalDep, platform: PlatformDep, namespace: Namespace = None) -> JSONResponse:
-    return JSONResponse({"models": platform.models.list(read_namespace(principal, namespace))})
+async def list_models(
+    principal: PrincipalDep, platform: PlatformDep, namespace: Namespace = None
+) -> JSONResponse:
+    models = await in_thread(platform.models.views, read_namespace(principal, namespace))
+    return JSONResponse({"models": models})
 
 
 @router.post("/api/models", status_code=201, summary="Create a model")
 async def create_model(
     body: ModelCreate, request: Request, principal: PrincipalDep, platform: PlatformDep
 ) -> JSONResponse:
-    namespace = write_namespace(principal, body.namespace, platform)
-    fields = body.model_dump(exclude_unset=True, exclude={"namespace"})
+    namespace = await write_namespace(principal, body.namespace, platform)
     result = await platform.models.create(
-        namespace, fields, actor_of(principal, request), restricted=not principal.is_admin
+        namespace, body.name, body, actor_of(principal, request), restricted=not principal.is_admin
     )
     return JSONResponse(result, status_code=201)
 
@@ -122,8 +115,8 @@ async def create_model(
 async def get_model(
     name: ModelName, principal: PrincipalDep, platform: PlatformDep, namespace: Namespace = None
 ) -> JSONResponse:
-    row = await load_model(platform, principal, name, namespace)
-    return JSONResponse(platform.models.view(row))
+    record = await load_model(platform, principal, name, namespace)
+    return JSONResponse(platform.models.view(record))
 
 
 @router.put("/api/models/{name}", summary="Update a model (partial)")
@@ -135,12 +128,10 @@ async def update_model(
     platform: PlatformDep,
     namespace: Namespace = None,
 ) -> JSONResponse:
-    row = await load_model(platform, principal, name, namespace)
-    patch = body.model_dump(exclude_unset=True)
-    if not patch:
-        raise bad_request("The body names no field to update")
+    record = await load_model(platform, principal, name, namespace)
+    patch = {**body.model_dump(exclude_unset=True), **(body.model_extra or {})}
     result = await platform.models.update(
-        row, patch, actor_of(principal, request), restricted=not principal.is_admin
+        record, patch, actor_of(principal, request), restricted=not principal.is_admin
     )
     return JSONResponse(result)
 
@@ -153,8 +144,8 @@ async def delete_model(
     platform: PlatformDep,
     namespace: Namespace = None,
 ) -> JSONResponse:
-    row = await load_model(platform, principal, name, namespace)
-    await platform.models.delete(row, actor_of(principal, request))
+    record = await load_model(platform, principal, name, namespace)
+    await platform.models.delete(record, actor_of(principal, request))
     return JSONResponse({"message": "Model deleted successfully"})
 
 
@@ -178,10 +169,7 @@ INLINE_PARSE_BYTES = 256 * 1024
 async def _predict_body(request: Request) -> PredictRequest:
     raw = await request.body()
     try:
-        if len(raw) > INLINE_PARSE_BYTES:
-            data = await run_in_threadpool(orjson.loads, raw)
-        else:
-            data = orjson.loads(raw)
+        data = await in_thread(orjson.loads, raw) if len(raw) > INLINE_PARSE_BYTES else orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise bad_request("Request body must be valid JSON") from None
     if not isinstance(data, dict):
@@ -205,17 +193,17 @@ async def predict(
     namespace: Namespace = None,
 ) -> Response:
     body = await _predict_body(request)
-    service = platform.models
+    predictor = platform.predictions
     settings = body.connectionSettings
     if settings is not None and settings.useCustom:
         if not principal.is_admin:
             raise forbidden("Admin access required", "connectionSettings.useCustom is for the admin only")
         if not settings.url:
             raise bad_request("Field 'connectionSettings.url' is required with useCustom")
-        status, content = await service.predict_custom(settings.url, body.inputData, settings.headers or {})
+        status, content = await predictor.predict_custom(settings.url, body.inputData, settings.headers or {})
     else:
-        row = await load_model(platform, principal, name, namespace)
-        status, content = await service.predict(row, body.inputData)
+        record = await load_model(platform, principal, name, namespace)
+        status, content = await predictor.predict(record, body.inputData)
     if status >= 400:
         raise _model_error(status, content)
     return Response(content, status_code=status, media_type="application/json")
@@ -229,6 +217,6 @@ async def model_logs(
     namespace: Namespace = None,
     lines: int = Query(100, ge=1, description=f"how many lines (at most {MAX_LOG_LINES})"),
 ) -> JSONResponse:
-    row = await load_model(platform, principal, name, namespace)
-    text = await platform.models.logs(row, min(lines, MAX_LOG_LINES))
-    return JSONResponse({"name": row.name, "namespace": row.namespace, "lines": text})
+    record = await load_model(platform, principal, name, namespace)
+    text = await platform.models.logs(record, min(lines, MAX_LOG_LINES))
+    return JSONResponse({"name": record.name, "namespace": record.namespace, "lines": text})

@@ -91,7 +91,7 @@ def document(app: FastAPI, routers: Sequence[APIRouter]) -> dict[str, Any]:
         if not isinstance(route, APIRoute):
             continue
         calls = _dependencies(route.dependant)
-        for method in route.methods:
+        for method in route.methods or ():
             operation = doc["paths"].get(route.path_format, {}).get(method.lower())
             if operation is None:
                 continue

@@ -6,11 +6,11 @@ import asyncio
 from typing import Any
 
 from fastapi import APIRouter
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
 from inferbox import __version__
 from inferbox.api.deps import PlatformDep
+from inferbox.blocking import in_thread
 
 router = APIRouter(tags=["operations"])
 
@@ -25,7 +25,7 @@ async def health(platform: PlatformDep) -> JSONResponse:
     cannot be reached or this process lost the local runtime to another owner. `checks` says which."""
     checks: dict[str, Any] = {}
     try:
-        await asyncio.wait_for(run_in_threadpool(platform.store.ping), STORE_PING_SECONDS)
+        await asyncio.wait_for(in_thread(platform.store.ping), STORE_PING_SECONDS)
     except Exception as exc:
         platform.store_health.failed(exc if not isinstance(exc, TimeoutError) else TimeoutError("no answer"))
     else:

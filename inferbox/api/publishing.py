@@ -7,7 +7,6 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Header, Query, Request
 from pydantic import BaseModel, Field
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse
 
 from inferbox.api.deps import ModelName, Namespace, PlatformDep, PrincipalDep, actor_of
@@ -16,36 +15,31 @@ from inferbox.api.models import load_model
 from inferbox.api.openapi import json_body
 from inferbox.assembly import Platform
 from inferbox.auth.principal import Principal
-from inferbox.store.tables import Model
+from inferbox.blocking import in_thread
+from inferbox.control.publish_config import PublishConfig
 from inferbox.timefmt import now
 
 router = APIRouter(tags=["publishing"])
 
 
 class PublishRequest(BaseModel):
-    config: dict[str, Any] = Field(
-        default_factory=dict,
-        description="modelType, externalPath, publicHostname, rateLimiting, authentication, metadata, "
-        "tenantId",
-    )
+    config: PublishConfig = Field(default_factory=PublishConfig, description="every field may be left out")
 
 
 class UpdateRequest(BaseModel):
-    config: dict[str, Any]
+    config: PublishConfig = Field(description="the fields to change; the others keep their values")
 
 
-def _namespace(principal: Principal, query: str | None, config: dict[str, Any] | None = None) -> str | None:
+def _patch(config: PublishConfig) -> dict[str, Any]:
+    """The fields a request set (nested ones too), by the spec's names."""
+    return config.model_dump(exclude_unset=True)
+
+
+def _namespace(principal: Principal, query: str | None, config: PublishConfig | None = None) -> str | None:
     """A tenant acts in its own tenant; the admin names one with ?namespace= or config.tenantId."""
     if not principal.is_admin:
         return principal.tenant
-    if query:
-        return query
-    tenant_id = (config or {}).get("tenantId")
-    return tenant_id if isinstance(tenant_id, str) and tenant_id else None
-
-
-async def _model(platform: Platform, principal: Principal, name: str, namespace: str | None) -> Model:
-    return await load_model(platform, principal, name, namespace)
+    return query or (config.tenantId if config is not None else None) or None
 
 
 async def _flush_usage(platform: Platform) -> None:
@@ -62,10 +56,10 @@ async def publish(
     platform: PlatformDep,
     namespace: Namespace = None,
 ) -> JSONResponse:
-    model = await _model(platform, principal, name, _namespace(principal, namespace, body.config))
-    example = await platform.models.input_example(model)
-    result = await run_in_threadpool(
-        platform.publishing.publish, model, body.config, actor_of(principal, request), example
+    model = await load_model(platform, principal, name, _namespace(principal, namespace, body.config))
+    example = await platform.predictions.input_example(model)
+    result = await in_thread(
+        platform.publishing.publish, model, _patch(body.config), actor_of(principal, request), example
     )
     return JSONResponse(result, status_code=201)
 
@@ -79,10 +73,10 @@ async def update_publication(
     platform: PlatformDep,
     namespace: Namespace = None,
 ) -> JSONResponse:
-    model = await _model(platform, principal, name, _namespace(principal, namespace, body.config))
+    model = await load_model(platform, principal, name, _namespace(principal, namespace, body.config))
     await _flush_usage(platform)
-    result = await run_in_threadpool(
-        platform.publishing.update, model, body.config, actor_of(principal, request)
+    result = await in_thread(
+        platform.publishing.update, model, _patch(body.config), actor_of(principal, request)
     )
     return JSONResponse(result)
 
@@ -91,9 +85,9 @@ async def update_publication(
 async def get_publication(
     name: ModelName, principal: PrincipalDep, platform: PlatformDep, namespace: Namespace = None
 ) -> JSONResponse:
-    model = await _model(platform, principal, name, _namespace(principal, namespace))
+    model = await load_model(platform, principal, name, _namespace(principal, namespace))
     await _flush_usage(platform)
-    return JSONResponse(await run_in_threadpool(platform.publishing.get, model))
+    return JSONResponse(await in_thread(platform.publishing.get, model))
 
 
 @router.delete("/api/models/{name}/publish", summary="Unpublish a model")
@@ -104,8 +98,8 @@ async def unpublish(
     platform: PlatformDep,
     namespace: Namespace = None,
 ) -> JSONResponse:
-    model = await _model(platform, principal, name, _namespace(principal, namespace))
-    await run_in_threadpool(platform.publishing.unpublish, model, actor_of(principal, request))
+    model = await load_model(platform, principal, name, _namespace(principal, namespace))
+    await in_thread(platform.publishing.unpublish, model, actor_of(principal, request))
     return JSONResponse({"message": "Model unpublished successfully"})
 
 
@@ -120,8 +114,8 @@ async def rotate_key(
         0, description="how long the old key keeps working (default: not at all)"
     ),
 ) -> JSONResponse:
-    model = await _model(platform, principal, name, _namespace(principal, namespace))
-    result = await run_in_threadpool(
+    model = await load_model(platform, principal, name, _namespace(principal, namespace))
+    result = await in_thread(
         platform.publishing.rotate, model, gracePeriodSeconds, actor_of(principal, request)
     )
     return JSONResponse(result)
@@ -133,7 +127,7 @@ async def list_publications(
 ) -> JSONResponse:
     await _flush_usage(platform)
     scope = namespace if principal.is_admin else principal.tenant
-    items = await run_in_threadpool(platform.publishing.list, scope)
+    items = await in_thread(platform.publishing.list, scope)
     return JSONResponse({"publishedModels": items, "total": len(items)})
 
 

@@ -29,6 +29,7 @@ from inferbox.auth.tokens import TokenError, bearer
 from inferbox.control.audit import DENIED, Actor
 from inferbox.control.events import EVENT_TYPES, Event, Subscription
 from inferbox.logs import scrub_data
+from inferbox.timefmt import iso_now
 
 router = APIRouter()
 log = logging.getLogger("inferbox.ws")
@@ -36,11 +37,7 @@ log = logging.getLogger("inferbox.ws")
 # Close codes (4000-4999 are the application's; 4401 mirrors HTTP 401).
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_TRY_AGAIN_LATER = 1013  # the client fell behind; reconnect
-CLOSE_NORMAL = 1000
 
-AUTH_TIMEOUT_SECONDS = 5.0
-PING_SECONDS = 20.0
-QUEUE_SIZE = 256
 # A single send that takes this long means the client stopped reading.
 SEND_TIMEOUT_SECONDS = 10.0
 # While a send is blocked, how often to look whether the bus dropped the subscriber.
@@ -48,7 +45,7 @@ DROP_CHECK_SECONDS = 0.25
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_now()
 
 
 def event_message(event: Event) -> dict[str, Any]:
@@ -186,15 +183,6 @@ class EventPump:
                     await task
 
 
-def _setting(platform: Platform, name: str, default: float) -> float:
-    """Knobs for operators and tests, from `Settings.extra` (ws_queue_size, ws_ping_seconds, …)."""
-    raw = platform.settings.extra.get(name)
-    try:
-        return float(raw) if raw is not None else default
-    except ValueError:
-        return default
-
-
 class EventSocket:
     """One client's socket, from handshake to close."""
 
@@ -204,10 +192,11 @@ class EventSocket:
         self.principal: Principal | None = None
         self.interest: Interest | None = None
         self._send_lock = asyncio.Lock()
-        self.auth_timeout = _setting(platform, "ws_auth_timeout_seconds", AUTH_TIMEOUT_SECONDS)
-        self.ping_seconds = _setting(platform, "ws_ping_seconds", PING_SECONDS)
-        self.queue_size = max(int(_setting(platform, "ws_queue_size", QUEUE_SIZE)), 1)
-        self.send_timeout = _setting(platform, "ws_send_timeout_seconds", SEND_TIMEOUT_SECONDS)
+        settings = platform.settings
+        self.auth_timeout = settings.ws_auth_timeout_seconds
+        self.ping_seconds = settings.ws_ping_seconds
+        self.queue_size = settings.ws_queue_size
+        self.send_timeout = settings.ws_send_timeout_seconds
 
     @property
     def address(self) -> str:

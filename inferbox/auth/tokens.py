@@ -8,7 +8,6 @@ is set. `exp` is required and checked, `nbf` is checked when present, `iss`/`aud
 
 from __future__ import annotations
 
-import asyncio
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -17,6 +16,7 @@ import jwt
 from jwt import PyJWKClient
 
 from inferbox.auth.principal import Principal
+from inferbox.blocking import in_thread
 
 ASYMMETRIC_ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256"]
 
@@ -73,7 +73,7 @@ class TokenService:
         """`verify` for the event loop: HS256 takes microseconds, but a JWKS token may need a key fetch,
         which runs in a worker thread."""
         if self.needs_network(token):
-            return await asyncio.to_thread(self.verify, token)
+            return await in_thread(self.verify, token)
         return self.verify(token)
 
     def needs_network(self, token: str) -> bool:

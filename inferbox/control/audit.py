@@ -15,6 +15,7 @@ from inferbox.health import Dependency
 from inferbox.logs import request_id_var, scrub_data
 from inferbox.store import STORE_UNAVAILABLE, Store
 from inferbox.store.tables import AuditEntry
+from inferbox.timefmt import iso
 
 log = logging.getLogger("inferbox.audit")
 
@@ -35,6 +36,52 @@ class Actor:
 # While the store is down an entry is retried (it is not lost), waiting longer each time up to this.
 RETRY_MAX_SECONDS = 5.0
 FLUSH_TIMEOUT_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One entry of the log as its readers get it: a plain value."""
+
+    id: int
+    timestamp: datetime
+    actor: str
+    tenant: str | None
+    action: str
+    target: str | None
+    outcome: str
+    request_id: str | None
+    source_ip: str | None
+    details: dict[str, Any]
+
+    @classmethod
+    def of(cls, e: AuditEntry) -> AuditRecord:
+        return cls(
+            e.id,
+            e.timestamp,
+            e.actor,
+            e.tenant,
+            e.action,
+            e.target,
+            e.outcome,
+            e.request_id,
+            e.source_ip,
+            dict(e.details or {}),
+        )
+
+    def view(self) -> dict[str, Any]:
+        """The API's names and an RFC 3339 time, to the millisecond."""
+        return {
+            "id": self.id,
+            "timestamp": iso(self.timestamp, millis=True),
+            "actor": self.actor,
+            "tenant": self.tenant,
+            "action": self.action,
+            "target": self.target,
+            "outcome": self.outcome,
+            "requestId": self.request_id,
+            "sourceIp": self.source_ip,
+            "details": self.details,
+        }
 
 
 class AuditLog:
@@ -120,7 +167,8 @@ class AuditLog:
         tenant: str | None = None,
         action: str | None = None,
         since: datetime | None = None,
-    ) -> list[AuditEntry]:
+    ) -> list[AuditRecord]:
+        """Entries, newest first. Blocking: call it in a worker thread."""
         self.flush()
         stmt = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
         if tenant:
@@ -130,4 +178,4 @@ class AuditLog:
         if since:
             stmt = stmt.where(AuditEntry.timestamp >= since)
         with self._store.session() as session:
-            return list(session.scalars(stmt))
+            return [AuditRecord.of(e) for e in session.scalars(stmt)]

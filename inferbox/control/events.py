@@ -10,10 +10,10 @@ import asyncio
 import contextlib
 import itertools
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from inferbox.runtime.base import MODEL_SCALED, MODEL_STATUS_CHANGED
+from inferbox.timefmt import iso_now
 
 # Event types. Model events come from the API and the runtime, publication events from publishing.
 MODEL_CREATED = "model.created"
@@ -43,7 +43,7 @@ class Event:
     namespace: str
     name: str
     data: dict[str, Any]
-    timestamp: str = field(default_factory=lambda: datetime.now(UTC).isoformat().replace("+00:00", "Z"))
+    timestamp: str = field(default_factory=iso_now)
     seq: int = 0
 
     def to_json(self) -> dict[str, Any]:

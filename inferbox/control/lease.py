@@ -23,9 +23,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
+from inferbox.blocking import in_thread
 from inferbox.health import Dependency
 from inferbox.runtime.base import RuntimeLocked
-from inferbox.store import Store
+from inferbox.store import Store, affected
 from inferbox.store.tables import RuntimeLease
 from inferbox.timefmt import iso, now
 
@@ -62,15 +63,17 @@ class Lease:
                 if holder is None or not self._takeable(holder, stamp):
                     raise RuntimeLocked(self._refusal(holder)) from None
                 # Compare and swap: of two successors racing for a stale lease, one wins.
-                taken = session.execute(
-                    update(RuntimeLease)
-                    .where(
-                        RuntimeLease.runtime == self.runtime,
-                        RuntimeLease.owner == holder.owner,
-                        RuntimeLease.renewed_at == holder.renewed_at,
+                taken = affected(
+                    session.execute(
+                        update(RuntimeLease)
+                        .where(
+                            RuntimeLease.runtime == self.runtime,
+                            RuntimeLease.owner == holder.owner,
+                            RuntimeLease.renewed_at == holder.renewed_at,
+                        )
+                        .values(owner=self.owner, acquired_at=stamp, renewed_at=stamp)
                     )
-                    .values(owner=self.owner, acquired_at=stamp, renewed_at=stamp)
-                ).rowcount
+                )
                 if not taken:
                     raise RuntimeLocked(self._refusal(holder)) from None
             if holder.owner != self.owner:
@@ -106,11 +109,13 @@ class Lease:
     def renew(self) -> bool:
         """Extend the lease; False when it is no longer ours (a successor took it over)."""
         with self._store.session() as session:
-            renewed = session.execute(
-                update(RuntimeLease)
-                .where(RuntimeLease.runtime == self.runtime, RuntimeLease.owner == self.owner)
-                .values(renewed_at=now())
-            ).rowcount
+            renewed = affected(
+                session.execute(
+                    update(RuntimeLease)
+                    .where(RuntimeLease.runtime == self.runtime, RuntimeLease.owner == self.owner)
+                    .values(renewed_at=now())
+                )
+            )
         self.held = bool(renewed)
         return self.held
 
@@ -131,7 +136,7 @@ class Lease:
         while True:
             await asyncio.sleep(RENEW_SECONDS)
             try:
-                renewed = await asyncio.to_thread(self.renew)
+                renewed = await in_thread(self.renew)
             except Exception as exc:
                 store_health.failed(exc)
                 continue

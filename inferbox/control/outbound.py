@@ -42,7 +42,7 @@ def check_url(url: str, *, public_only: bool = False) -> str:
     except socket.gaierror:
         raise OutboundRefused(f"{host} does not resolve") from None
     for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
+        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
             address = address.ipv4_mapped
         if address in METADATA_ADDRESSES:

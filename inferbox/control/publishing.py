@@ -7,11 +7,8 @@ stops working on the very next call.
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,211 +17,49 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from inferbox.api.errors import bad_request, conflict, not_found
 from inferbox.auth import apikeys
 from inferbox.control import events as ev
 from inferbox.control.audit import FAILURE, SUCCESS, Actor, AuditLog
+from inferbox.control.errors import Conflict, InvalidField, NotFound
 from inferbox.control.events import EventBus
+from inferbox.control.model_rows import ModelRecord
+from inferbox.control.publish_config import PublishConfig
 from inferbox.control.publishing_docs import documentation
-from inferbox.control.tenants import label_problem
-from inferbox.store import Store
+from inferbox.control.validation import validated
+from inferbox.store import Store, affected
 from inferbox.store.tables import ApiKey, Model, Publication, Usage
 from inferbox.timefmt import iso, now
 
 log = logging.getLogger("inferbox.publishing")
 
-MODEL_TYPES = ("traditional", "openai")
-RESERVED_PREFIXES = ("/api", "/health", "/metrics", "/ws")
-ACTION_SUFFIXES = ("/predict", "/infer", "/chat/completions", "/completions", "/embeddings", "/models")
-LIMIT_DEFAULTS = {
-    "requestsPerMinute": 100,
-    "requestsPerHour": 5000,
-    "tokensPerHour": 100000,
-    "burstLimit": 10,
-}
-# Every limit is a whole number from 1 to a billion (and fits the store's 32-bit columns).
-MAX_LIMIT = 1_000_000_000
-MAX_METADATA_BYTES = 16 * 1024
 MAX_GRACE_SECONDS = 7 * 24 * 3600
-_PATH_CHARS = re.compile(r"^[A-Za-z0-9._~\-/]+$")
-_HOST_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-
-
-@dataclass(frozen=True)
-class PublishConfig:
-    model_type: str
-    external_path: str
-    public_hostname: str | None
-    requests_per_minute: int
-    requests_per_hour: int
-    tokens_per_hour: int
-    burst_limit: int
-    require_api_key: bool
-    allowed_tenants: tuple[str, ...]
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-
-def _object(value: Any, field_name: str) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise bad_request(f"Field '{field_name}' must be an object")
-    return value
-
-
-def _positive_int(value: Any, field_name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise bad_request(f"Field '{field_name}' must be a positive integer")
-    if value > MAX_LIMIT:
-        raise bad_request(f"Field '{field_name}' must be at most {MAX_LIMIT:,}")
-    return value
-
-
-def check_external_path(path: Any) -> str:
-    if not isinstance(path, str) or not path:
-        raise bad_request("Field 'config.externalPath' must be a non-empty string")
-    if not path.startswith("/"):
-        raise bad_request("Field 'config.externalPath' must start with '/'")
-    if ".." in path.split("/"):
-        raise bad_request("Field 'config.externalPath' must not contain '..'")
-    if "//" in path:
-        raise bad_request("Field 'config.externalPath' must not contain '//'")
-    if len(path) > 200 or not _PATH_CHARS.match(path):
-        raise bad_request(
-            "Field 'config.externalPath' may hold only letters, digits and . _ ~ - / (200 at most)"
-        )
-    path = path.rstrip("/") or "/"
-    if path == "/":
-        raise bad_request("Field 'config.externalPath' must not be the root path")
-    for prefix in RESERVED_PREFIXES:
-        if path == prefix or path.startswith(prefix + "/"):
-            raise bad_request(f"Field 'config.externalPath' must not use the reserved prefix {prefix}")
-    # A path ending in an action would shadow another route's action (`/models/x/predict`).
-    for suffix in ACTION_SUFFIXES:
-        if path.endswith(suffix):
-            raise bad_request(f"Field 'config.externalPath' must not end with {suffix}: the gateway adds it")
-    return path
-
-
-def check_hostname(host: Any, gateway_host: str | None = None) -> str | None:
-    if host is None or host == "":
-        return None
-    if not isinstance(host, str):
-        raise bad_request("Field 'config.publicHostname' must be a string")
-    if "://" in host or "/" in host or ":" in host or "@" in host:
-        raise bad_request("Field 'config.publicHostname' must be a DNS name: no scheme, port or path")
-    name = host.lower().rstrip(".")
-    labels = name.split(".")
-    if len(name) > 253 or len(labels) < 2 or not all(_HOST_LABEL.match(label) for label in labels):
-        raise bad_request("Field 'config.publicHostname' must be a DNS name like api.example.com")
-    if labels[-1].isdigit():  # 127.0.0.1 and friends: an address, not a name (no TLD is all digits)
-        raise bad_request("Field 'config.publicHostname' must be a DNS name, not an IP address")
-    if gateway_host and name == gateway_host:
-        # Routes on the gateway's own host are the host-less ones: a hostname route there would shadow them.
-        raise bad_request("Field 'config.publicHostname' must not be the gateway's own host; omit it instead")
-    return name
-
-
-def validate_config(
-    config: dict[str, Any],
-    *,
-    model: Model,
-    base: PublishConfig | None = None,
-    gateway_host: str | None = None,
-) -> PublishConfig:
-    """A full, valid configuration from a request's `config` merged over `base` (on update) or over the
-    defaults (on publish). 400 naming the field otherwise."""
-    model_type = config.get("modelType")
-    if model_type is None:
-        model_type = (
-            base.model_type if base else ("openai" if model.framework == "huggingface" else "traditional")
-        )
-    if model_type not in MODEL_TYPES:
-        raise bad_request(f"Field 'config.modelType' must be one of {', '.join(MODEL_TYPES)}")
-    if "externalPath" in config:
-        path = check_external_path(config["externalPath"])
-    else:
-        path = base.external_path if base else f"/models/{model.name}"
-    hostname = (
-        check_hostname(config["publicHostname"], gateway_host)
-        if "publicHostname" in config
-        else (base.public_hostname if base else None)
-    )
-
-    limits_in = _object(config.get("rateLimiting"), "config.rateLimiting")
-    current = (
-        {
-            "requestsPerMinute": base.requests_per_minute,
-            "requestsPerHour": base.requests_per_hour,
-            "tokensPerHour": base.tokens_per_hour,
-            "burstLimit": base.burst_limit,
-        }
-        if base
-        else dict(LIMIT_DEFAULTS)
-    )
-    limits = {k: _positive_int(limits_in.get(k, v), f"config.rateLimiting.{k}") for k, v in current.items()}
-    if limits["requestsPerMinute"] > limits["requestsPerHour"]:
-        raise bad_request("Field 'config.rateLimiting.requestsPerMinute' must not exceed requestsPerHour")
-
-    auth_in = _object(config.get("authentication"), "config.authentication")
-    require = auth_in.get("requireApiKey", base.require_api_key if base else True)
-    if not isinstance(require, bool):
-        raise bad_request("Field 'config.authentication.requireApiKey' must be true or false")
-    allowed_in = auth_in.get("allowedTenants", list(base.allowed_tenants) if base else [])
-    if not isinstance(allowed_in, list) or not all(isinstance(t, str) for t in allowed_in):
-        raise bad_request("Field 'config.authentication.allowedTenants' must be a list of tenant names")
-    # Names are not checked against the tenants (that would tell a tenant which others exist): the
-    # gateway admits a caller only when its tenant exists and is listed.
-    for tenant in allowed_in:
-        if label_problem(tenant):
-            raise bad_request(
-                f"Field 'config.authentication.allowedTenants': '{tenant}' is not a tenant name"
-            )
-
-    metadata = _object(config.get("metadata", base.metadata if base else {}), "config.metadata")
-    if len(json.dumps(metadata)) > MAX_METADATA_BYTES:
-        raise bad_request(f"Field 'config.metadata' must be at most {MAX_METADATA_BYTES} bytes of JSON")
-    return PublishConfig(
-        model_type=model_type,
-        external_path=path,
-        public_hostname=hostname,
-        requests_per_minute=limits["requestsPerMinute"],
-        requests_per_hour=limits["requestsPerHour"],
-        tokens_per_hour=limits["tokensPerHour"],
-        burst_limit=limits["burstLimit"],
-        require_api_key=require,
-        allowed_tenants=tuple(dict.fromkeys(allowed_in)),
-        metadata=metadata,
-    )
+# The columns of a publication that hold its config, by the config's field names.
+_COLUMNS = {
+    "modelType": "model_type",
+    "externalPath": "external_path",
+    "publicHostname": "public_hostname",
+    "rateLimiting": "rate_limiting",
+    "authentication": "authentication",
+    "metadata": "metadata_",
+}
 
 
 def config_of(pub: Publication) -> PublishConfig:
-    return PublishConfig(
-        model_type=pub.model_type,
-        external_path=pub.external_path,
-        public_hostname=pub.public_hostname,
-        requests_per_minute=pub.requests_per_minute,
-        requests_per_hour=pub.requests_per_hour,
-        tokens_per_hour=pub.tokens_per_hour,
-        burst_limit=pub.burst_limit,
-        require_api_key=pub.require_api_key,
-        allowed_tenants=tuple(pub.allowed_tenants or ()),
-        metadata=dict(pub.metadata_ or {}),
+    """The config a stored publication holds (its JSON parts filled in with today's defaults)."""
+    return PublishConfig.model_validate(
+        {name: getattr(pub, column) for name, column in _COLUMNS.items() if getattr(pub, column) is not None}
     )
 
 
-def _apply(pub: Publication, cfg: PublishConfig) -> None:
-    pub.model_type = cfg.model_type
-    pub.external_path = cfg.external_path
-    pub.public_hostname = cfg.public_hostname
-    pub.host_key = cfg.public_hostname or ""
-    pub.requests_per_minute = cfg.requests_per_minute
-    pub.requests_per_hour = cfg.requests_per_hour
-    pub.tokens_per_hour = cfg.tokens_per_hour
-    pub.burst_limit = cfg.burst_limit
-    pub.require_api_key = cfg.require_api_key
-    pub.allowed_tenants = list(cfg.allowed_tenants)
-    pub.metadata_ = cfg.metadata
+def _store(pub: Publication, cfg: PublishConfig) -> None:
+    values = cfg.model_dump()
+    for name, column in _COLUMNS.items():
+        setattr(pub, column, values[name])
+    pub.host_key = cfg.publicHostname or ""
+
+
+def _not_published(model: ModelRecord) -> NotFound:
+    return NotFound("Published model", f"Model '{model.name}' is not published")
 
 
 class PublishingService:
@@ -244,15 +79,16 @@ class PublishingService:
             listener()
 
     # -- views -----------------------------------------------------------------------------------
-    def external_url(self, pub: Publication) -> str:
-        if pub.public_hostname:
-            return f"https://{pub.public_hostname}{pub.external_path}"
-        return f"{self.gateway_url}{pub.external_path}"
+    def external_url(self, cfg: PublishConfig) -> str:
+        if cfg.publicHostname:
+            return f"https://{cfg.publicHostname}{cfg.externalPath}"
+        return f"{self.gateway_url}{cfg.externalPath}"
 
     def view(
-        self, pub: Publication, model: Model, *, api_key: str | None = None, docs: bool = True
+        self, pub: Publication, model: ModelRecord, *, api_key: str | None = None, docs: bool = True
     ) -> dict[str, Any]:
         """The spec's publishedModel. `api_key` is the full key, given only by publish and rotate."""
+        cfg = config_of(pub)
         active = next((k for k in pub.keys if k.expires_at is None), None)
         shown_key = api_key or (active.masked if active else None)
         usage = pub.usage
@@ -260,22 +96,12 @@ class PublishingService:
             "modelName": model.name,
             "namespace": model.namespace,
             "tenantId": pub.tenant_id,
-            "modelType": pub.model_type,
-            "externalUrl": self.external_url(pub),
-            "externalPath": pub.external_path,
-            "publicHostname": pub.public_hostname,
+            "modelType": cfg.modelType,
+            "externalUrl": self.external_url(cfg),
+            "externalPath": cfg.externalPath,
+            "publicHostname": cfg.publicHostname,
             "apiKey": shown_key,
-            "rateLimiting": {
-                "requestsPerMinute": pub.requests_per_minute,
-                "requestsPerHour": pub.requests_per_hour,
-                "tokensPerHour": pub.tokens_per_hour,
-                "burstLimit": pub.burst_limit,
-            },
-            "authentication": {
-                "requireApiKey": pub.require_api_key,
-                "allowedTenants": list(pub.allowed_tenants),
-            },
-            "metadata": pub.metadata_ or {},
+            **cfg.model_dump(include={"rateLimiting", "authentication", "metadata"}),
             "status": pub.status,
             "createdAt": iso(pub.created_at),
             "updatedAt": iso(pub.updated_at),
@@ -288,27 +114,24 @@ class PublishingService:
         }
         if docs:
             body["documentation"] = documentation(
-                model_type=pub.model_type,
-                external_url=self.external_url(pub),
+                model_type=cfg.modelType or "traditional",
+                external_url=self.external_url(cfg),
                 gateway_url=self.gateway_url,
-                public_hostname=pub.public_hostname,
+                public_hostname=cfg.publicHostname,
                 api_key=shown_key or "<your-api-key>",
                 example_input=pub.example_input,
             )
         return body
 
-    def _load(self, model: Model) -> Publication | None:
+    def get(self, model: ModelRecord) -> dict[str, Any]:
         with self.store.session() as session:
-            return session.scalar(
+            pub = session.scalar(
                 select(Publication)
                 .where(Publication.model_id == model.id)
                 .options(selectinload(Publication.keys), selectinload(Publication.usage))
             )
-
-    def get(self, model: Model) -> dict[str, Any]:
-        pub = self._load(model)
         if pub is None:
-            raise not_found("Published model", f"Model '{model.name}' is not published")
+            raise _not_published(model)
         return self.view(pub, model)
 
     def list(self, namespace: str | None) -> list[dict[str, Any]]:
@@ -322,12 +145,46 @@ class PublishingService:
             stmt = stmt.where(Model.namespace == namespace)
         with self.store.session() as session:
             rows = session.execute(stmt).all()
-        return [self.view(pub, model, docs=False) for pub, model in rows]
+        return [self.view(pub, ModelRecord.of(model), docs=False) for pub, model in rows]
+
+    # -- configs ---------------------------------------------------------------------------------
+    def _config(self, base: PublishConfig, patch: dict[str, Any]) -> PublishConfig:
+        """`patch` (a request's set fields) over `base`, validated as a whole; InvalidField names the
+        first problem under `config.`."""
+        cfg = validated(PublishConfig, base.merged(patch), prefix=("config",))
+        if self.gateway_host and cfg.publicHostname == self.gateway_host:
+            # Routes on the gateway's own host are the host-less ones: a hostname route would shadow them.
+            raise InvalidField(
+                "Field 'config.publicHostname' must not be the gateway's own host; omit it instead"
+            )
+        return cfg
+
+    @staticmethod
+    def defaults(model: ModelRecord) -> PublishConfig:
+        """What a publish that names nothing gets."""
+        model_type = "openai" if model.config.framework == "huggingface" else "traditional"
+        return PublishConfig(modelType=model_type, externalPath=f"/models/{model.name}")
+
+    @staticmethod
+    def _clash(cfg: PublishConfig) -> str:
+        host = cfg.publicHostname or "the default host"
+        return f"{cfg.externalPath} on {host} is already published by another model"
+
+    def _check_route(self, session: Session, cfg: PublishConfig, own_id: int | None = None) -> None:
+        stmt = select(Publication.id).where(
+            Publication.host_key == (cfg.publicHostname or ""), Publication.external_path == cfg.externalPath
+        )
+        if own_id is not None:
+            stmt = stmt.where(Publication.id != own_id)
+        if session.scalar(stmt) is not None:
+            raise Conflict(self._clash(cfg), "External path already in use")
 
     # -- changes ---------------------------------------------------------------------------------
-    def publish(self, model: Model, config: dict[str, Any], actor: Actor, example: Any) -> dict[str, Any]:
-        """`example` is a request body's rows that fit the model, for the documentation."""
-        cfg = validate_config(config, model=model, gateway_host=self.gateway_host)
+    def publish(
+        self, model: ModelRecord, patch: dict[str, Any], actor: Actor, example: Any
+    ) -> dict[str, Any]:
+        """`patch`: the request's config fields; `example`: rows that fit the model, for the docs."""
+        cfg = self._config(self.defaults(model), patch)
         key, stored = apikeys.generate()
         stamp = now()
         pub = Publication(
@@ -338,72 +195,45 @@ class PublishingService:
             updated_at=stamp,
             example_input=example,
         )
-        _apply(pub, cfg)
-        pub.keys = [
-            ApiKey(
-                lookup_id=stored.lookup_id,
-                salt=stored.salt,
-                key_hash=stored.key_hash,
-                masked=stored.masked,
-                created_at=stamp,
-            )
-        ]
+        _store(pub, cfg)
+        pub.keys = [_key_row(stored, stamp)]
         pub.usage = Usage(total_requests=0, requests_today=0, tokens_used=0, day=stamp.date())
         try:
             with self.store.session() as session:
                 if session.scalar(select(Publication.id).where(Publication.model_id == model.id)) is not None:
-                    raise conflict("Model is already published", f"'{model.name}' has a publication; use PUT")
-                clash = session.scalar(
-                    select(Publication.id).where(
-                        Publication.host_key == (cfg.public_hostname or ""),
-                        Publication.external_path == cfg.external_path,
-                    )
-                )
-                if clash is not None:
-                    raise conflict("External path already in use", self._clash(cfg))
+                    raise Conflict(f"'{model.name}' has a publication; use PUT", "Model is already published")
+                self._check_route(session, cfg)
                 session.add(pub)
         except IntegrityError:
             # Two publishes raced past the checks: the unique constraints decided.
             self.audit.record(actor, "publish.create", FAILURE, target=model.name, tenant=model.namespace)
-            raise conflict("Model is already published", "a concurrent publish won") from None
+            raise Conflict("a concurrent publish won", "Model is already published") from None
         except Exception:
             self.audit.record(actor, "publish.create", FAILURE, target=model.name, tenant=model.namespace)
             raise
         self._changed()
+        where = {"externalPath": cfg.externalPath, "publicHostname": cfg.publicHostname}
         self.audit.record(
-            actor,
-            "publish.create",
-            SUCCESS,
-            target=model.name,
-            tenant=model.namespace,
-            details={"externalPath": cfg.external_path, "publicHostname": cfg.public_hostname},
+            actor, "publish.create", SUCCESS, target=model.name, tenant=model.namespace, details=where
         )
-        self.events.publish(
-            ev.PUBLICATION_PUBLISHED,
-            model.namespace,
-            model.name,
-            {"externalPath": cfg.external_path, "publicHostname": cfg.public_hostname},
-        )
+        self.events.publish(ev.PUBLICATION_PUBLISHED, model.namespace, model.name, where)
         return {
             "message": "Model published successfully",
             "publishedModel": self.view(pub, model, api_key=key),
         }
 
-    @staticmethod
-    def _clash(cfg: PublishConfig) -> str:
-        host = cfg.public_hostname or "the default host"
-        return f"{cfg.external_path} on {host} is already published by another model"
-
-    def _locked(self, session: Session, model: Model, stamp: datetime) -> Publication:
-        """The model's publication, locked for this transaction (404 when there is none).
+    def _locked(self, session: Session, model: ModelRecord, stamp: datetime) -> Publication:
+        """The model's publication, locked for this transaction (NotFound when there is none).
 
         The lock is taken by writing the row before reading it (a row lock on PostgreSQL, the database's
         write lock on SQLite, where SELECT ... FOR UPDATE does not exist), so a concurrent rotation or
         update waits here and then reads what the first one committed: one read-modify-write at a time
         per publication, in every process that shares the store."""
-        locked = session.execute(
-            update(Publication).where(Publication.model_id == model.id).values(updated_at=stamp)
-        ).rowcount
+        locked = affected(
+            session.execute(
+                update(Publication).where(Publication.model_id == model.id).values(updated_at=stamp)
+            )
+        )
         pub = (
             session.scalar(
                 select(Publication)
@@ -414,63 +244,50 @@ class PublishingService:
             else None
         )
         if pub is None:
-            raise not_found("Published model", f"Model '{model.name}' is not published")
+            raise _not_published(model)
         return pub
 
-    def update(self, model: Model, config: dict[str, Any], actor: Actor) -> dict[str, Any]:
+    def update(self, model: ModelRecord, patch: dict[str, Any], actor: Actor) -> dict[str, Any]:
         with self.store.session() as session:
             pub = self._locked(session, model, now())
-            cfg = validate_config(config, model=model, base=config_of(pub), gateway_host=self.gateway_host)
-            if (cfg.public_hostname, cfg.external_path) != (pub.public_hostname, pub.external_path):
-                clash = session.scalar(
-                    select(Publication.id).where(
-                        Publication.host_key == (cfg.public_hostname or ""),
-                        Publication.external_path == cfg.external_path,
-                        Publication.id != pub.id,
-                    )
-                )
-                if clash is not None:
-                    raise conflict("External path already in use", self._clash(cfg))
-            _apply(pub, cfg)
-            pub.updated_at = now()
+            cfg = self._config(config_of(pub), patch)
+            if (cfg.publicHostname, cfg.externalPath) != (pub.public_hostname, pub.external_path):
+                self._check_route(session, cfg, own_id=pub.id)
+            _store(pub, cfg)
         self._changed()
+        fields = {"fields": sorted(patch)}
         self.audit.record(
-            actor,
-            "publish.update",
-            SUCCESS,
-            target=model.name,
-            tenant=model.namespace,
-            details={"fields": sorted(config)},
+            actor, "publish.update", SUCCESS, target=model.name, tenant=model.namespace, details=fields
         )
-        self.events.publish(ev.PUBLICATION_UPDATED, model.namespace, model.name, {"fields": sorted(config)})
+        self.events.publish(ev.PUBLICATION_UPDATED, model.namespace, model.name, fields)
         return {"message": "Published model updated successfully", "publishedModel": self.view(pub, model)}
 
-    def unpublish(self, model: Model, actor: Actor) -> None:
+    def unpublish(self, model: ModelRecord, actor: Actor) -> None:
         if not self._remove(model):
-            raise not_found("Published model", f"Model '{model.name}' is not published")
+            raise _not_published(model)
         self._announce_unpublished(model, actor)
 
-    def unpublish_deleted_model(self, model: Model, actor: Actor) -> None:
+    def unpublish_deleted_model(self, model: ModelRecord, actor: Actor) -> None:
         """A model is being deleted: take its publication down with it, if it has one."""
         if self._remove(model):
             self._announce_unpublished(model, actor)
 
-    def _remove(self, model: Model) -> bool:
+    def _remove(self, model: ModelRecord) -> bool:
         with self.store.session() as session:
             removed = (
-                session.execute(delete(Publication).where(Publication.model_id == model.id)).rowcount > 0
+                affected(session.execute(delete(Publication).where(Publication.model_id == model.id))) > 0
             )
         if removed:
             self._changed()
         return removed
 
-    def _announce_unpublished(self, model: Model, actor: Actor) -> None:
+    def _announce_unpublished(self, model: ModelRecord, actor: Actor) -> None:
         self.audit.record(actor, "publish.delete", SUCCESS, target=model.name, tenant=model.namespace)
         self.events.publish(ev.PUBLICATION_UNPUBLISHED, model.namespace, model.name, {})
 
-    def rotate(self, model: Model, grace_seconds: int, actor: Actor) -> dict[str, Any]:
+    def rotate(self, model: ModelRecord, grace_seconds: int, actor: Actor) -> dict[str, Any]:
         if grace_seconds < 0 or grace_seconds > MAX_GRACE_SECONDS:
-            raise bad_request(f"Query 'gracePeriodSeconds' must be between 0 and {MAX_GRACE_SECONDS}")
+            raise InvalidField(f"Query 'gracePeriodSeconds' must be between 0 and {MAX_GRACE_SECONDS}")
         key, stored = apikeys.generate()
         stamp = now()
         with self.store.session() as session:
@@ -483,26 +300,22 @@ class PublishingService:
                     old.expires_at = stamp + timedelta(seconds=grace_seconds)
                 else:
                     session.delete(old)
-            session.add(
-                ApiKey(
-                    publication_id=pub.id,
-                    lookup_id=stored.lookup_id,
-                    salt=stored.salt,
-                    key_hash=stored.key_hash,
-                    masked=stored.masked,
-                    created_at=stamp,
-                )
-            )
+            session.add(_key_row(stored, stamp, publication_id=pub.id))
         self._changed()
+        grace = {"gracePeriodSeconds": grace_seconds}
         self.audit.record(
-            actor,
-            "publish.rotateKey",
-            SUCCESS,
-            target=model.name,
-            tenant=model.namespace,
-            details={"gracePeriodSeconds": grace_seconds},
+            actor, "publish.rotateKey", SUCCESS, target=model.name, tenant=model.namespace, details=grace
         )
-        self.events.publish(
-            ev.PUBLICATION_KEY_ROTATED, model.namespace, model.name, {"gracePeriodSeconds": grace_seconds}
-        )
+        self.events.publish(ev.PUBLICATION_KEY_ROTATED, model.namespace, model.name, grace)
         return {"message": "API key rotated successfully", "newApiKey": key, "updatedAt": iso(stamp)}
+
+
+def _key_row(stored: apikeys.StoredKey, stamp: datetime, publication_id: int | None = None) -> ApiKey:
+    return ApiKey(
+        publication_id=publication_id,
+        lookup_id=stored.lookup_id,
+        salt=stored.salt,
+        key_hash=stored.key_hash,
+        masked=stored.masked,
+        created_at=stamp,
+    )

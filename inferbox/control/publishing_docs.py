@@ -23,6 +23,85 @@ def v2_body(example_input: Any) -> dict[str, Any]:
     return {"inputs": [{"name": "input-0", "shape": [len(rows), width], "datatype": "FP64", "data": flat}]}
 
 
+def _request(
+    method: str, url: str, headers: dict[str, str], body: str | None, description: str
+) -> dict[str, Any]:
+    return {"method": method, "url": url, "headers": headers, "body": body, "description": description}
+
+
+def _requests(model_type: str, external_url: str, api_key: str, example_input: Any) -> list[dict[str, Any]]:
+    """The example requests: the main call first, then the model's other endpoints."""
+    json_headers = {"Content-Type": "application/json", "X-API-Key": api_key}
+    body = json.dumps(example_body(model_type, example_input))
+    if model_type == "openai":
+        return [
+            _request(
+                "POST",
+                f"{external_url}/chat/completions",
+                json_headers,
+                body,
+                "Create a chat completion (OpenAI API)",
+            ),
+            _request(
+                "GET", f"{external_url}/models", {"X-API-Key": api_key}, None, "List the model (OpenAI API)"
+            ),
+        ]
+    return [
+        _request(
+            "POST",
+            f"{external_url}/predict",
+            json_headers,
+            body,
+            "Make a prediction request (KServe V1 body)",
+        ),
+        _request(
+            "POST",
+            f"{external_url}/infer",
+            json_headers,
+            json.dumps(v2_body(example_input)),
+            "Make an inference request (Open Inference Protocol V2 body)",
+        ),
+        _request(
+            "GET", external_url, {"X-API-Key": api_key}, None, "Read the model's metadata (inputs, outputs)"
+        ),
+    ]
+
+
+def _sdk_examples(call_url: str, api_key: str, body: dict[str, Any]) -> dict[str, str]:
+    body_json = json.dumps(body)
+    return {
+        "python": (
+            "import requests\n\n"
+            "response = requests.post(\n"
+            f"    {call_url!r},\n"
+            f"    headers={{'X-API-Key': {api_key!r}}},\n"
+            f"    json={body!r}\n"
+            ")\n"
+            "print(response.json())"
+        ),
+        "javascript": (
+            f"const response = await fetch('{call_url}', {{\n"
+            "  method: 'POST',\n"
+            "  headers: {\n"
+            "    'Content-Type': 'application/json',\n"
+            f"    'X-API-Key': '{api_key}'\n"
+            "  },\n"
+            f"  body: JSON.stringify({body_json})\n"
+            "});\n"
+            "console.log(await response.json());"
+        ),
+        "curl": _curl(call_url, api_key, body_json),
+    }
+
+
+def _curl(url: str, api_key: str, body_json: str, host: str | None = None) -> str:
+    lines = [f"curl -X POST {url}"]
+    if host:
+        lines.append(f"  -H 'Host: {host}'")
+    lines += ["  -H 'Content-Type: application/json'", f"  -H 'X-API-Key: {api_key}'", f"  -d '{body_json}'"]
+    return " \\\n".join(lines)
+
+
 def documentation(
     *,
     model_type: str,
@@ -32,81 +111,14 @@ def documentation(
     api_key: str,
     example_input: Any,
 ) -> dict[str, Any]:
-    json_headers = {"Content-Type": "application/json", "X-API-Key": api_key}
-    if model_type == "openai":
-        call_url = f"{external_url}/chat/completions"
-        description = "Create a chat completion (OpenAI API)"
-        extra = [
-            {
-                "method": "GET",
-                "url": f"{external_url}/models",
-                "headers": {"X-API-Key": api_key},
-                "body": None,
-                "description": "List the model (OpenAI API)",
-            }
-        ]
-    else:
-        call_url = f"{external_url}/predict"
-        description = "Make a prediction request (KServe V1 body)"
-        extra = [
-            {
-                "method": "POST",
-                "url": f"{external_url}/infer",
-                "headers": json_headers,
-                "body": json.dumps(v2_body(example_input)),
-                "description": "Make an inference request (Open Inference Protocol V2 body)",
-            },
-            {
-                "method": "GET",
-                "url": external_url,
-                "headers": {"X-API-Key": api_key},
-                "body": None,
-                "description": "Read the model's metadata (inputs, outputs)",
-            },
-        ]
+    requests = _requests(model_type, external_url, api_key, example_input)
+    call_url = requests[0]["url"]
     body = example_body(model_type, example_input)
-    body_json = json.dumps(body)
     docs: dict[str, Any] = {
         "endpointUrl": external_url,
         "authHeaders": {"X-API-Key": api_key},
-        "exampleRequests": [
-            {
-                "method": "POST",
-                "url": call_url,
-                "headers": json_headers,
-                "body": body_json,
-                "description": description,
-            },
-            *extra,
-        ],
-        "sdkExamples": {
-            "python": (
-                "import requests\n\n"
-                "response = requests.post(\n"
-                f"    {call_url!r},\n"
-                f"    headers={{'X-API-Key': {api_key!r}}},\n"
-                f"    json={body!r}\n"
-                ")\n"
-                "print(response.json())"
-            ),
-            "javascript": (
-                f"const response = await fetch('{call_url}', {{\n"
-                "  method: 'POST',\n"
-                "  headers: {\n"
-                "    'Content-Type': 'application/json',\n"
-                f"    'X-API-Key': '{api_key}'\n"
-                "  },\n"
-                f"  body: JSON.stringify({body_json})\n"
-                "});\n"
-                "console.log(await response.json());"
-            ),
-            "curl": (
-                f"curl -X POST {call_url} \\\n"
-                "  -H 'Content-Type: application/json' \\\n"
-                f"  -H 'X-API-Key: {api_key}' \\\n"
-                f"  -d '{body_json}'"
-            ),
-        },
+        "exampleRequests": requests,
+        "sdkExamples": _sdk_examples(call_url, api_key, body),
     }
     if public_hostname:
         # The public URL needs DNS (and TLS) in front of the gateway; this reaches the gateway directly.
@@ -117,12 +129,6 @@ def documentation(
                 f"Until {public_hostname} resolves to the gateway, "
                 "call the gateway directly with a Host header"
             ),
-            "curl": (
-                f"curl -X POST {local} \\\n"
-                f"  -H 'Host: {public_hostname}' \\\n"
-                "  -H 'Content-Type: application/json' \\\n"
-                f"  -H 'X-API-Key: {api_key}' \\\n"
-                f"  -d '{body_json}'"
-            ),
+            "curl": _curl(local, api_key, json.dumps(body), host=public_hostname),
         }
     return docs

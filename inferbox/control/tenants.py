@@ -3,7 +3,6 @@ authenticated request, so it caches briefly; changes made in this process are se
 
 from __future__ import annotations
 
-import asyncio
 import re
 import threading
 import time
@@ -13,7 +12,8 @@ from datetime import UTC, datetime
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
-from inferbox.store import Store
+from inferbox.blocking import in_thread
+from inferbox.store import Store, affected
 from inferbox.store.tables import Model, Tenant
 
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -27,12 +27,6 @@ class TenantExists(Exception):
 
 class TenantNotFound(Exception):
     pass
-
-
-class TenantInUse(Exception):
-    def __init__(self, models: int) -> None:
-        super().__init__(f"tenant still owns {models} model(s)")
-        self.models = models
 
 
 def label_problem(name: str, *, max_length: int = 63) -> str | None:
@@ -71,7 +65,7 @@ class TenantDirectory:
 
     async def exists_async(self, name: str) -> bool:
         """`exists` for the event loop: the store is asked (in a worker thread) only on a cache miss."""
-        return self.known(name) or await asyncio.to_thread(self.exists, name)
+        return self.known(name) or await in_thread(self.exists, name)
 
     def exists(self, name: str) -> bool:
         # A miss always asks the store: a tenant created by another process must work at once.
@@ -106,7 +100,6 @@ class TenantDirectory:
     def delete(self, name: str) -> None:
         """Remove the tenant row (its models go with it in the store: the caller stops them first)."""
         with self._store.session() as session:
-            result = session.execute(delete(Tenant).where(Tenant.name == name))
-            if result.rowcount == 0:
+            if affected(session.execute(delete(Tenant).where(Tenant.name == name))) == 0:
                 raise TenantNotFound(name)
         self._reload()

@@ -49,7 +49,7 @@ class Reply(Exception):
 def _loopback(scope: Scope) -> bool:
     """Gateway metrics name every tenant's published models: only a scraper on this machine sees them."""
     client = scope.get("client")
-    return bool(client) and client[0] in ("127.0.0.1", "::1")
+    return client is not None and client[0] in ("127.0.0.1", "::1")
 
 
 def _upstream_path(route: Route, action: str) -> tuple[str, str]:

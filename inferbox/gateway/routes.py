@@ -13,6 +13,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from inferbox.auth import apikeys
+from inferbox.control.publish_config import PublishConfig
+from inferbox.control.publishing import config_of
 from inferbox.ratelimit import Quota
 from inferbox.store import Store
 from inferbox.store.tables import Model, Publication
@@ -37,36 +39,42 @@ class KeyEntry:
 
 @dataclass(frozen=True)
 class Route:
+    """One publication as the gateway serves it: where, for whom, within which limits."""
+
     publication_id: int
     namespace: str
     model: str
-    model_type: str
-    host_key: str
-    external_path: str
+    config: PublishConfig
     port: int | None
-    burst_limit: int
-    requests_per_minute: int
-    requests_per_hour: int
-    tokens_per_hour: int
-    require_api_key: bool
-    allowed_tenants: frozenset[str]
     keys: dict[str, KeyEntry] = field(default_factory=dict)
 
     @property
+    def model_type(self) -> str:
+        return self.config.modelType or "traditional"
+
+    @property
+    def host_key(self) -> str:
+        return self.config.publicHostname or ""
+
+    @property
+    def external_path(self) -> str:
+        return self.config.externalPath or ""
+
+    @cached_property
+    def allowed_tenants(self) -> frozenset[str]:
+        return frozenset(self.config.authentication.allowedTenants)
+
+    @cached_property
     def public(self) -> bool:
-        return not self.require_api_key and not self.allowed_tenants
+        return not self.config.authentication.requireApiKey and not self.allowed_tenants
 
     @cached_property
     def quotas(self) -> tuple[Quota, ...]:
-        return (
-            Quota("burstLimit", self.burst_limit, 1),
-            Quota("requestsPerMinute", self.requests_per_minute, 60),
-            Quota("requestsPerHour", self.requests_per_hour, 3600),
-        )
+        return self.config.rateLimiting.request_quotas()
 
     @cached_property
     def token_quota(self) -> Quota:
-        return Quota("tokensPerHour", self.tokens_per_hour, 3600)
+        return self.config.rateLimiting.token_quota()
 
     def key_matches(self, key: str, at: datetime) -> bool:
         lookup = apikeys.lookup_id(key)
@@ -103,16 +111,8 @@ class RouteTable:
                 publication_id=pub.id,
                 namespace=model.namespace,
                 model=model.name,
-                model_type=pub.model_type,
-                host_key=pub.host_key,
-                external_path=pub.external_path,
+                config=config_of(pub),
                 port=model.port,
-                burst_limit=pub.burst_limit,
-                requests_per_minute=pub.requests_per_minute,
-                requests_per_hour=pub.requests_per_hour,
-                tokens_per_hour=pub.tokens_per_hour,
-                require_api_key=pub.require_api_key,
-                allowed_tenants=frozenset(pub.allowed_tenants or ()),
                 keys={k.lookup_id: KeyEntry(k.salt, k.key_hash, k.expires_at) for k in pub.keys},
             )
             routes[(route.host_key, route.external_path)] = route

@@ -9,9 +9,9 @@ import logging
 from collections.abc import Iterator
 
 import uvicorn
-from starlette.concurrency import run_in_threadpool
 
 from inferbox.auth.tokens import TokenService
+from inferbox.blocking import in_thread
 from inferbox.config import Settings
 from inferbox.control.tenants import TenantDirectory
 from inferbox.gateway.app import Gateway
@@ -68,7 +68,7 @@ class GatewayService:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        await run_in_threadpool(self.routes.reload)
+        await in_thread(self.routes.reload)
         config = uvicorn.Config(
             self.app,
             host=self.host,
@@ -77,7 +77,7 @@ class GatewayService:
             ws="none",
             http="httptools",
             loop="none",
-            **self.settings.server_options(),  # type: ignore[arg-type]
+            **self.settings.server_options(),
         )
         self._server = _EmbeddedServer(config)
         self._tasks = [
@@ -98,7 +98,7 @@ class GatewayService:
         while True:
             await asyncio.sleep(RELOAD_SECONDS)
             try:
-                await run_in_threadpool(self.routes.reload)
+                await in_thread(self.routes.reload)
             except Exception as exc:
                 self.store_health.failed(exc)
             else:
@@ -107,7 +107,8 @@ class GatewayService:
     async def stop(self) -> None:
         if self._server is not None:
             self._server.should_exit = True
-        server_task, *loops = self._tasks or [None]
+        server_task = self._tasks[0] if self._tasks else None
+        loops = self._tasks[1:]
         for task in loops:
             task.cancel()
         for task in loops:

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import case, update
-from starlette.concurrency import run_in_threadpool
 
+from inferbox.blocking import in_thread
 from inferbox.health import Dependency
 from inferbox.store import Store
 from inferbox.store.tables import Usage
@@ -48,7 +48,7 @@ class UsageRecorder:
                 return
             batch, self._pending = self._pending, defaultdict(_Delta)
             try:
-                await run_in_threadpool(self._write, batch)
+                await in_thread(self._write, batch)
             except Exception as exc:
                 self._health.failed(exc)
                 for pub_id, delta in batch.items():

@@ -1,23 +1,5 @@
 """Runtime backends: where model replicas run. The API code talks only to `Runtime` (see `base`)."""
 
-from inferbox.runtime.base import (
-    Condition,
-    ModelNotRunning,
-    ModelSpec,
-    ModelStatus,
-    NodeInfo,
-    ReplicaInfo,
-    Runtime,
-    SpecRefused,
-)
+from inferbox.runtime.base import ModelNotRunning, ModelSpec, ModelStatus, Runtime, SpecRefused
 
-__all__ = [
-    "Condition",
-    "ModelNotRunning",
-    "ModelSpec",
-    "ModelStatus",
-    "NodeInfo",
-    "ReplicaInfo",
-    "Runtime",
-    "SpecRefused",
-]
+__all__ = ["ModelNotRunning", "ModelSpec", "ModelStatus", "Runtime", "SpecRefused"]

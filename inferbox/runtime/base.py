@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from inferbox.timefmt import iso
+
 # Phases, as KServe names a model's states.
 PENDING = "Pending"
 LOADING = "Loading"
@@ -78,6 +80,16 @@ class Condition:
     message: str
     last_transition_time: datetime
 
+    def to_json(self) -> dict[str, str | None]:
+        """As KServe's status writes a condition."""
+        return {
+            "type": self.type,
+            "status": self.status,
+            "reason": self.reason,
+            "message": self.message,
+            "lastTransitionTime": iso(self.last_transition_time),
+        }
+
 
 @dataclass(frozen=True)
 class ModelStatus:
@@ -126,6 +138,10 @@ class NodeInfo:
     allocatable_memory: str
     created: datetime | None = None
     addresses: tuple[str, ...] = ()
+    # The exact bytes behind capacity_memory and allocatable_memory (which are rounded down to a whole
+    # unit), for usage figures such as `kubectl top node`; None where the backend does not report them.
+    capacity_memory_bytes: int | None = None
+    allocatable_memory_bytes: int | None = None
 
 
 class Runtime(Protocol):

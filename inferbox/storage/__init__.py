@@ -11,11 +11,12 @@ Two calls: `validate(uri)` is cheap and runs at create time (the API turns a `St
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 import shutil
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
+
+from inferbox.blocking import in_thread
 
 __all__ = [
     "REMOTE_SCHEMES",
@@ -133,4 +134,4 @@ def fetch(uri: str, dest_dir: Path) -> Path:
 
 async def fetch_async(uri: str, dest_dir: Path) -> Path:
     """`fetch` in a worker thread, so a download never blocks the control plane's event loop."""
-    return await asyncio.to_thread(fetch, uri, dest_dir)
+    return await in_thread(fetch, uri, dest_dir)

@@ -8,11 +8,11 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import CursorResult, Engine, Result, create_engine, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -25,6 +25,11 @@ STORE_UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.Time
 _migrate_lock = threading.Lock()
 # The key of PostgreSQL's advisory lock that serializes migrations across processes ("ibx" in ASCII).
 _MIGRATION_LOCK_ID = 0x696278
+
+
+def affected(result: Result[Any]) -> int:
+    """How many rows an UPDATE or DELETE changed: its cursor's row count, which decides races."""
+    return cast("CursorResult[Any]", result).rowcount
 
 
 def _private_file(path: Path) -> None:
@@ -49,7 +54,6 @@ class Store:
     """Owns the engine and hands out sessions; `migrate()` brings the schema to the newest revision."""
 
     def __init__(self, url: str) -> None:
-        self.url = url
         self._sqlite_path: Path | None = None
         if url.startswith("sqlite"):
             path = url.split(":///", 1)[-1].split("?", 1)[0]

@@ -8,7 +8,6 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
-    Boolean,
     Date,
     DateTime,
     ForeignKey,
@@ -100,12 +99,9 @@ class Publication(Base):
     public_hostname: Mapped[str | None] = mapped_column(String(253), nullable=True)
     # public_hostname or "" so that the route's uniqueness holds when no hostname is set.
     host_key: Mapped[str] = mapped_column(String(253), default="")
-    requests_per_minute: Mapped[int] = mapped_column(Integer)
-    requests_per_hour: Mapped[int] = mapped_column(Integer)
-    tokens_per_hour: Mapped[int] = mapped_column(Integer)
-    burst_limit: Mapped[int] = mapped_column(Integer)
-    require_api_key: Mapped[bool] = mapped_column(Boolean, default=True)
-    allowed_tenants: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # `RateLimiting` and `Authentication` (control/publish_config.py), as JSON by their field names.
+    rate_limiting: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=True)
+    authentication: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=True)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
     status: Mapped[str] = mapped_column(String(32), default="active")
     # A request body that fits the model (its input width read from the model), for the documentation.

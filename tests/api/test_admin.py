@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from support import RunningServer, settings_for, start_server
+from support import RunningServer
 from test_models import wait_ready
 
 import inferbox
@@ -30,13 +30,9 @@ ADMIN_ROUTES = [
 
 
 @pytest.fixture(scope="module")
-def plain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+def plain(module_servers) -> RunningServer:
     """One control plane without models, shared by the tests that only ask and are refused."""
-    srv = start_server(settings_for(tmp_path_factory.mktemp("admin")))
-    try:
-        yield srv
-    finally:
-        srv.stop()
+    return module_servers()
 
 
 def memory_quantity(num_bytes: int) -> str:

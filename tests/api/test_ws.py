@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support import RunningServer, settings_for, start_server, wait_for
+from support import RunningServer, wait_for
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
@@ -25,18 +25,13 @@ Message = dict[str, Any]
 @pytest.fixture
 def srv(make_server) -> RunningServer:
     # A short wait for the first message, so that the unauthenticated cases take a second, not five.
-    return make_server(extra={"ws_auth_timeout_seconds": "1"})
+    return make_server(ws_auth_timeout_seconds=1.0)
 
 
 @pytest.fixture(scope="module")
-def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+def shared(module_servers) -> RunningServer:
     """One control plane for the tests that only connect (no models)."""
-    settings = settings_for(tmp_path_factory.mktemp("ws"), extra={"ws_auth_timeout_seconds": "1"})
-    server = start_server(settings)
-    try:
-        yield server
-    finally:
-        server.stop()
+    return module_servers(ws_auth_timeout_seconds=1.0)
 
 
 def ws_url(srv: RunningServer, token: str | None = None) -> str:
@@ -240,7 +235,7 @@ def test_subscriptions_narrow_what_a_socket_hears(srv: RunningServer, sklearn_di
 
 
 def test_pings_and_pongs(make_server) -> None:
-    srv = make_server(extra={"ws_ping_seconds": "0.2"})
+    srv = make_server(ws_ping_seconds=0.2)
     with open_socket(srv, srv.tenant_token("tenant-a")) as ws:
         welcome(ws)
         assert json.loads(ws.recv(timeout=5))["type"] == "ping"
@@ -339,7 +334,7 @@ async def _until(predicate: Callable[[], bool]) -> None:
 
 def test_a_slow_socket_is_closed_with_1013(make_server) -> None:
     """The same over a real socket: a client that stops reading, big events, a queue of two."""
-    srv = make_server(extra={"ws_queue_size": "2", "ws_send_timeout_seconds": "60"})
+    srv = make_server(ws_queue_size=2, ws_send_timeout_seconds=60.0)
     with open_socket(srv, srv.tenant_token("tenant-a"), max_size=None, max_queue=1) as ws:
         welcome(ws)
         blob = "x" * 1_000_000

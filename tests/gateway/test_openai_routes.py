@@ -18,6 +18,7 @@ import uvicorn
 from support import RunningServer, free_port, gateway_process, wait_for
 
 from inferbox.control.audit import Actor
+from inferbox.control.model_rows import ModelRecord
 from inferbox.store.tables import Model
 
 USAGE = {"prompt_tokens": 12, "completion_tokens": 18, "total_tokens": 30}
@@ -82,7 +83,7 @@ def test_openai_routes_forward_and_count_tokens(make_server, llm_port: int) -> N
         )
         session.add(model)
     published = srv.platform.publishing.publish(
-        model, {"rateLimiting": {"tokensPerHour": 100}}, Actor("test", "tenant-a", None), None
+        ModelRecord.of(model), {"rateLimiting": {"tokensPerHour": 100}}, Actor("test", "tenant-a", None), None
     )["publishedModel"]
     assert published["modelType"] == "openai"  # the default for a Hugging Face model
     docs = published["documentation"]

@@ -17,9 +17,10 @@ from typing import Any
 
 from sqlalchemy import select
 
-from inferbox.api.errors import ApiError
 from inferbox.control.audit import Actor, AuditLog
+from inferbox.control.errors import ControlError
 from inferbox.control.events import EventBus
+from inferbox.control.model_rows import ModelRecord
 from inferbox.control.publishing import PublishingService
 from inferbox.store import Store
 from inferbox.store.tables import Model
@@ -31,8 +32,9 @@ def main() -> None:
     audit = AuditLog(store)
     service = PublishingService(store, EventBus(), audit, "http://localhost:8080")
     with store.session() as session:
-        model = session.scalar(select(Model).where(Model.namespace == "tenant-a", Model.name == name))
-    assert model is not None
+        row = session.scalar(select(Model).where(Model.namespace == "tenant-a", Model.name == name))
+        assert row is not None
+        model = ModelRecord.of(row)
     actor = Actor("peer", "tenant-a", "127.0.0.1")
 
     def one(_: int) -> Any:
@@ -43,8 +45,8 @@ def main() -> None:
                 return service.publish(model, {}, actor, None)["publishedModel"]["apiKey"]
             service.unpublish(model, actor)
             return 200
-        except ApiError as exc:
-            return exc.status
+        except ControlError as exc:
+            return {"Conflict": 409, "NotFound": 404}[type(exc).__name__]
 
     print("ready", flush=True)
     sys.stdin.readline()

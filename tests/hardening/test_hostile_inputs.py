@@ -578,11 +578,8 @@ def snapshot(srv: RunningServer) -> Any:
                     p.model_id,
                     p.external_path,
                     p.public_hostname,
-                    p.burst_limit,
-                    p.requests_per_minute,
-                    p.requests_per_hour,
-                    p.tokens_per_hour,
-                    p.require_api_key,
+                    json.dumps(p.rate_limiting, sort_keys=True),
+                    json.dumps(p.authentication, sort_keys=True),
                 )
                 for p in s.scalars(select(Publication))
             ),

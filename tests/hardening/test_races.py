@@ -7,6 +7,7 @@ key rotations exactly the newest key works (plus its predecessor when a grace pe
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -20,6 +21,7 @@ import httpx
 from sqlalchemy import func, select
 from support import IRIS_ROW, RunningServer, client_from, deploy, postgres_url, wait_for
 
+import inferbox
 from inferbox.auth import apikeys
 from inferbox.store.tables import ApiKey, AuditEntry, Model, Publication
 
@@ -132,11 +134,14 @@ def test_every_write_raced_20_wide_has_one_winner(server: RunningServer, sklearn
 
 
 def _peer(srv: RunningServer, action: str, count: int) -> subprocess.Popen[str]:
+    # The peer imports the same inferbox as this process (a script's own folder comes first in its path).
+    source = str(Path(inferbox.__file__).parent.parent)
     peer = subprocess.Popen(
         [sys.executable, str(PEER), srv.settings.effective_database_url, action, "my-model", str(count)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
+        env={**os.environ, "PYTHONPATH": source},
     )
     assert peer.stdout is not None and peer.stdout.readline().strip() == "ready"
     return peer
