@@ -326,9 +326,8 @@ STORE_QUERIES = {
         "FROM models ORDER BY namespace, name"
     ),
     "publications": (
-        "SELECT p.id, m.namespace, m.name, p.external_path, p.status, p.requests_per_minute, "
-        "p.requests_per_hour, p.burst_limit FROM publications p JOIN models m ON m.id = p.model_id "
-        "ORDER BY p.id"
+        "SELECT p.id, m.namespace, m.name, p.external_path, p.status, p.rate_limiting::text, "
+        "p.authentication::text FROM publications p JOIN models m ON m.id = p.model_id ORDER BY p.id"
     ),
     "api_keys": (
         "SELECT publication_id, lookup_id, masked, expires_at IS NULL AS active FROM api_keys ORDER BY id"
