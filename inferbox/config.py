@@ -132,8 +132,16 @@ class Settings(BaseModel):
     token_ttl_seconds: int = Field(3600, ge=60, le=30 * 86400, alias="INFERBOX_TOKEN_TTL_SECONDS")
     scale_to_zero_seconds: float = Field(60.0, ge=1.0, le=86400.0, alias="INFERBOX_SCALE_TO_ZERO_SECONDS")
     scale_down_delay_seconds: Seconds = Field(30.0, alias="INFERBOX_SCALE_DOWN_DELAY_SECONDS")
-    # The most replicas one model may ask for: one tenant must not be able to fork the machine away.
-    max_replicas: int = Field(16, ge=1, le=1000, alias="INFERBOX_MAX_REPLICAS")
+    # The most replicas one model may ask for (the spec's examples ask for 20). The local runtime starts
+    # no more than the machine's replica slots hold, over all models, and reports the rest as pending.
+    max_replicas: int = Field(100, ge=1, le=1000, alias="INFERBOX_MAX_REPLICAS")
+    replica_slots: int = Field(
+        0,
+        ge=0,
+        le=100_000,
+        alias="INFERBOX_REPLICA_SLOTS",
+        description="replica processes the machine runs at once (0: its memory over 256 MiB)",
+    )
     # Where tenants' local storageUris must lie (None: the directory inferbox starts in).
     model_root: Path | None = Field(None, alias="INFERBOX_MODEL_ROOT")
     # Addresses (or networks) of reverse proxies whose X-Forwarded-For is believed; none by default, so

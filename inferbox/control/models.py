@@ -41,7 +41,7 @@ class ModelService:
         audit: AuditLog,
         *,
         storage_policy: StoragePolicy,
-        max_replicas: int = 16,
+        max_replicas: int = 100,
     ) -> None:
         self.rows = ModelRows(store)
         self.storage_policy = storage_policy
@@ -94,10 +94,13 @@ class ModelService:
                     "desired": status.desired,
                     "ready": status.ready_replicas,
                     "total": status.total,
+                    "pending": status.pending,
                 },
                 "restarts": status.restarts,
                 "reason": status.reason,
                 "message": status.message,
+                # The failure's message while the model failed (FailedToLoad), else null.
+                "error": status.error,
                 "conditions": [c.to_json() for c in status.conditions],
             },
         }

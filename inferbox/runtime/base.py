@@ -107,6 +107,10 @@ class ModelStatus:
     reason: str | None = None
     message: str | None = None
     port: int | None = None
+    # Replicas wanted that the machine (or cluster) has no room for, as Pending pods.
+    pending: int = 0
+    # Why the model failed (FailedToLoad): the loader's or the runtime's message.
+    error: str | None = None
 
 
 @dataclass(frozen=True)

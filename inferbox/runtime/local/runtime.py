@@ -33,6 +33,7 @@ from inferbox.runtime.client import ReplicaUnreachable
 from inferbox.runtime.local.lock import DataDirLock
 from inferbox.runtime.local.node import node_info
 from inferbox.runtime.local.orphans import OrphanRegistry
+from inferbox.runtime.local.slots import ReplicaSlots
 from inferbox.runtime.local.supervisor import ModelGroup, RuntimeSettings, check_spec
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,8 @@ class LocalRuntime:
         self.events = events
         self.settings = settings or RuntimeSettings()
         self.registry = OrphanRegistry(self.data_dir / "run")
+        # One count for the machine: every model's replicas share it.
+        self.slots = ReplicaSlots(self.settings.replica_slots)
         self._lock = DataDirLock(self.data_dir)
         self._groups: dict[tuple[str, str], ModelGroup] = {}
         self._http: httpx.AsyncClient | None = None
@@ -140,6 +143,7 @@ class LocalRuntime:
             http=self._http,
             registry=self.registry,
             bus=self.events,
+            slots=self.slots,
         )
         self._groups[spec.key] = group
         group.open()

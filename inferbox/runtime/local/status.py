@@ -33,12 +33,14 @@ from inferbox.runtime.base import (
 )
 from inferbox.runtime.local import sockets
 from inferbox.runtime.local.replica import CRASH_LOOP, TERMINATING, Replica
+from inferbox.runtime.local.slots import ReplicaSlots
 
 # Condition reasons, as KServe names them.
 REASON_READY = "ModelReady"
 REASON_LOADING = "ModelLoading"
 REASON_FAILED = "FailedToLoad"
 REASON_CRASH = "CrashLoopBackOff"
+REASON_UNSCHEDULABLE = "Unschedulable"  # as Kubernetes says of a pod no node can hold
 
 
 class ObservedModel(Protocol):
@@ -47,6 +49,9 @@ class ObservedModel(Protocol):
     spec: ModelSpec
     replicas: list[Replica]
     desired: int
+    # Replicas wanted that found no free slot on the machine.
+    pending: int
+    slots: ReplicaSlots
     restarts: int
     # The current generation's load failure (FailedToLoad), or a storage / port problem.
     failure: str | None
@@ -101,6 +106,10 @@ class StatusReporter:
             url = f"http://{sockets.url_host(self._host)}:{model.port}/v1/models/{model.spec.name}:predict"
         # A short reason while not ready, or while the latest generation is not the one serving.
         short = None if ready and serves_latest else latest_reason
+        long = None if short is None else latest_message
+        if model.pending and model.failure is None and short in (None, REASON_LOADING):
+            # Some replicas run (or none yet) and the rest wait for room, as pods left Pending.
+            short, long = REASON_UNSCHEDULABLE, model.slots.explain(model.pending)
         return ModelStatus(
             phase=phase,
             ready=ready,
@@ -111,8 +120,10 @@ class StatusReporter:
             conditions=conditions,
             restarts=model.restarts,
             reason=short,
-            message=None if short is None else latest_message,
+            message=long,
             port=model.port,
+            pending=model.pending,
+            error=model.failure,
         )
 
     def record(self) -> None:
@@ -170,6 +181,8 @@ class StatusReporter:
             )
         if model.idle_ready:
             return True, REASON_READY, "Model is ready for inference (starting a replica for a request)"
+        if model.pending and not current:
+            return False, REASON_UNSCHEDULABLE, model.slots.explain(model.pending)
         if model.model_path is None:
             return False, REASON_LOADING, "Fetching the model from its storageUri"
         return False, REASON_LOADING, f"Loading the model ({len(current)} replica(s) starting)"
@@ -184,7 +197,12 @@ class StatusReporter:
         data: dict[str, Any] = {
             "phase": status.phase,
             "ready": status.ready,
-            "replicas": {"desired": status.desired, "ready": status.ready_replicas, "total": status.total},
+            "replicas": {
+                "desired": status.desired,
+                "ready": status.ready_replicas,
+                "total": status.total,
+                "pending": status.pending,
+            },
             "restarts": status.restarts,
         }
         if status.reason is not None:

@@ -10,7 +10,8 @@ each seeing the group through a small Protocol (what it reads, what it reports),
 - `routing.ReplicaRouter`: which ready replica takes a `connect()` request, and waiting for one;
 - `scale_from_zero.ScaleFromZeroWatcher`: a caller on the stable URL wakes a model scaled to zero;
 - `status.StatusReporter`: the phase, the KServe conditions and the `model.statusChanged` events;
-- `logs.LogRings`: the replicas' output lines, for `logs()`.
+- `logs.LogRings`: the replicas' output lines, for `logs()`;
+- `slots.ReplicaSlots` (shared by every group): how many replica processes the machine may hold.
 
 Everything runs on the event loop of the control plane; no locks, because nothing here is touched from
 another thread (`status()` only reads).
@@ -45,6 +46,7 @@ from inferbox.runtime.local.orphans import OrphanRegistry
 from inferbox.runtime.local.replica import CRASH_LOOP, ERROR, Replica
 from inferbox.runtime.local.routing import ReplicaRouter
 from inferbox.runtime.local.scale_from_zero import ScaleFromZeroWatcher
+from inferbox.runtime.local.slots import ReplicaSlots
 from inferbox.runtime.local.status import StatusReporter
 
 log = logging.getLogger(__name__)
@@ -72,6 +74,8 @@ class RuntimeSettings:
     # Output lines kept per replica, and how many departed replicas' lines are kept for logs().
     log_lines: int = MAX_LOG_LINES
     departed_logs: int = 5
+    # Replica processes the machine may run at once, over all models (0: its memory over 256 MiB).
+    replica_slots: int = 0
 
 
 def check_spec(spec: ModelSpec) -> None:
@@ -134,8 +138,10 @@ class ModelGroup:
         http: httpx.AsyncClient,
         registry: OrphanRegistry,
         bus: EventSink,
+        slots: ReplicaSlots | None = None,
     ) -> None:
         self.spec = spec
+        self.slots = slots if slots is not None else ReplicaSlots(settings.replica_slots)
         self.settings = settings
         self._http = http
         self._registry = registry
@@ -146,6 +152,8 @@ class ModelGroup:
         self.port: int | None = spec.port
         self.replicas: list[Replica] = []
         self.desired = spec.min_replicas
+        # Replicas wanted that found no free slot on the machine (the reconcile's last count).
+        self.pending = 0
         self.restarts = 0
         # The current generation's load failure (FailedToLoad), or a storage / port problem.
         self.failure: str | None = None
@@ -177,6 +185,7 @@ class ModelGroup:
     def open(self) -> None:
         """Bind the stable socket and begin reconciling: `max(min_replicas, 1)` replicas to start with."""
         self._bind()
+        self.slots.listen(self.kick)
         self.desired = self.bounds.floor
         self._loop_task = self.spawn_task(
             self._reconcile_loop(), f"model {self.spec.namespace}/{self.spec.name}"
@@ -230,7 +239,11 @@ class ModelGroup:
         self.router.notify()
         if self._loop_task is not None:
             self._loop_task.cancel()
+        self.slots.unlisten(self.kick)
         await asyncio.gather(*(r.stop(self.settings.drain_seconds) for r in list(self.replicas)))
+        for replica in list(self.replicas):
+            self.slots.give(replica)
+        self.pending = 0
         if self.sock is not None:
             self.sock.close()
             self.sock = None
@@ -269,13 +282,20 @@ class ModelGroup:
         current = [r for r in live if r.generation == gen]
         older = [r for r in live if r.generation != gen]
         victims: list[Replica] = []
+        pending = 0
         if self.failure is None:
             if self.model_path is None:
                 self.downloads.ensure_fetched()
             else:
                 missing = self.desired - len(current)
                 for _ in range(missing):
-                    self._start_replica()
+                    if not self._start_replica():
+                        pending += 1
+                draining = any(r.stopping and r.generation != gen for r in self.replicas)
+                if pending and older and not draining:
+                    # The machine is full and a rolling update waits for room: replace one older
+                    # replica at a time (Kubernetes' maxUnavailable: 1), or the update never proceeds.
+                    victims.append(older.pop())
                 if missing < 0:
                     # Scale down the least useful first: not ready, then least busy, then newest.
                     ranked = sorted(
@@ -288,9 +308,13 @@ class ModelGroup:
             victims.extend(older)
         for replica in victims:
             self.spawn_task(replica.stop(self.settings.drain_seconds), f"stop {replica.name}")
+        if pending != self.pending:
+            self.pending = pending
+            self.changed()
         self.watcher.update()
 
-    def _start_replica(self) -> None:
+    def _start_replica(self) -> bool:
+        """Start one replica of the current generation if the machine has a free slot (True)."""
         assert self.sock is not None and self.model_path is not None
         spec = self.spec
         names = {r.name for r in self.replicas}
@@ -310,8 +334,11 @@ class ModelGroup:
             model=spec.name,
             stop_grace=self.settings.stop_grace_seconds,
         )
+        if not self.slots.take(replica):
+            return False
         self.replicas.append(replica)
         replica.start()
+        return True
 
     # -- scaling -----------------------------------------------------------------------------------------
 
@@ -380,12 +407,14 @@ class ModelGroup:
         self.log_rings.append(replica.name, line)
 
     def replica_failed_to_load(self, replica: Replica, message: str) -> None:
+        self.slots.give(replica)  # its process is gone, and no restart follows
         if replica.generation == self.spec.generation and not self.closing:
             self.failure = message
             log.warning("model %s/%s failed to load: %s", *self.spec.key, message)
         self.changed()
 
     def replica_finished(self, replica: Replica) -> None:
+        self.slots.give(replica)
         if replica.phase != ERROR and replica in self.replicas:
             self._forget(replica)
         if replica.generation != self.spec.generation and not any(
