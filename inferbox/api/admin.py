@@ -9,6 +9,7 @@ import logging
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
@@ -249,7 +250,12 @@ class LogLine(BaseModel):
 
 class LogList(BaseModel):
     lines: list[LogLine] = Field(description="oldest first; secrets are masked before lines are kept")
+    logs: list[str] = Field(description="the same lines as text: `timestamp LEVEL logger: message`")
     count: int
+
+
+def _text(line: LogLine) -> str:
+    return f"{line.timestamp} {line.level.upper()} {line.logger}: {line.message}"
 
 
 @router.get(
@@ -266,5 +272,51 @@ def service_logs(
     if level is not None and level.lower() not in LOG_LEVELS:
         raise bad_request(f"Field 'level' must be one of {', '.join(LOG_LEVELS)}")
     floor = "warning" if level and level.lower() == "warn" else level
-    entries = platform.recent_logs.tail(min(lines, MAX_LOG_LINES), floor)
-    return LogList(lines=[LogLine(**e) for e in entries], count=len(entries))
+    entries = [LogLine(**e) for e in platform.recent_logs.tail(min(lines, MAX_LOG_LINES), floor)]
+    return LogList(lines=entries, logs=[_text(e) for e in entries], count=len(entries))
+
+
+# -- the gateway's address ------------------------------------------------------------------------------
+
+
+class ServicePort(BaseModel):
+    name: str
+    port: int
+    targetPort: int
+    protocol: str = Field("TCP", description="TCP")
+
+
+class GatewayServiceOut(BaseModel):
+    """The gateway as a Kubernetes Service would describe it, for examples that point a name at it
+    (`curl --resolve`, the console's DNS overrides)."""
+
+    name: str
+    namespace: str
+    type: str = Field(description="ClusterIP: the address below is where this machine's gateway listens")
+    clusterIP: str = Field(description="the address to send a published model's name to")
+    ports: list[ServicePort]
+    gateway: str = Field(description="which gateway answers: inferbox")
+    externalUrl: str = Field(description="the base of published models' externalUrl (INFERBOX_GATEWAY_URL)")
+    externalHostname: str | None = Field(description="the host of externalUrl")
+
+
+@router.get(
+    "/api/admin/ai-gateway-service",
+    response_model=GatewayServiceOut,
+    summary="The gateway's address and ports (for DNS-override examples)",
+)
+async def gateway_service(_admin: AdminDep, platform: PlatformDep) -> GatewayServiceOut:
+    settings = platform.settings
+    # Listening on every address: loopback is the one that surely reaches it from this machine.
+    address = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    external = settings.public_gateway_url
+    return GatewayServiceOut(
+        name="inferbox-gateway",
+        namespace="inferbox",
+        type="ClusterIP",
+        clusterIP=address,
+        ports=[ServicePort(name="http", port=settings.gateway_port, targetPort=settings.gateway_port)],
+        gateway="inferbox",
+        externalUrl=external,
+        externalHostname=urlsplit(external).hostname,
+    )

@@ -22,10 +22,11 @@ PlatformDep = Annotated[Platform, Depends(get_platform)]
 
 # Path and query parameters that most routes share, documented once.
 ModelName = Annotated[str, Path(description="the model's name", examples=["my-model"], max_length=253)]
-Namespace = Annotated[
+NamespaceQuery = Annotated[
     str | None,
     Query(
-        description="the tenant to look in (admin only; a tenant always works in its own)",
+        alias="namespace",
+        description="the tenant to look in (admin only; a tenant may name only its own: another is 403)",
         examples=["tenant-a"],
         max_length=253,
     ),
@@ -79,3 +80,41 @@ AdminDep = Annotated[Principal, Depends(get_admin)]
 
 def actor_of(principal: Principal, request: Request) -> Actor:
     return Actor(principal.subject, None if principal.is_admin else principal.tenant, source_ip(request))
+
+
+# The tenant name kept in an audit entry of a refused cross-tenant call: enough to read, bounded.
+AUDIT_NAME_CHARS = 63
+
+
+def check_tenant_scope(
+    principal: Principal, given: str | None, where: str, request: Request, platform: Platform
+) -> None:
+    """A tenant user that names another tenant (in `where`: `?namespace=`, `namespace`, `config.tenantId`)
+    gets the spec's 403, whether or not that tenant exists: the answer must not tell which tenants do.
+    An empty string names nothing. Refusals are audited as `auth.crossTenant`."""
+    if principal.is_admin or not given or given == principal.tenant:
+        return
+    platform.audit.record(
+        Actor(principal.subject, principal.tenant, source_ip(request)),
+        "auth.crossTenant",
+        DENIED,
+        target=request.url.path,
+        tenant=principal.tenant,
+        details={"field": where, "named": given[:AUDIT_NAME_CHARS]},
+    )
+    raise forbidden(
+        f"Insufficient permissions for tenant: {given}",
+        f"A tenant user works in its own tenant only ({where})",
+    )
+
+
+async def get_namespace(
+    request: Request, principal: PrincipalDep, platform: PlatformDep, namespace: NamespaceQuery = None
+) -> str | None:
+    """`?namespace=`, after refusing a tenant that names another tenant (403)."""
+    check_tenant_scope(principal, namespace, "?namespace=", request, platform)
+    return namespace
+
+
+# The `?namespace=` of a route: the admin's choice of tenant, or a tenant's own name (anything else: 403).
+Namespace = Annotated[str | None, Depends(get_namespace)]

@@ -5,17 +5,34 @@ name and a namespace, an update any of them."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import ipaddress
+import re
+from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic import create_model as derived_model
 from pydantic.fields import FieldInfo
 from starlette.responses import JSONResponse, Response
 
-from inferbox.api.deps import ModelName, Namespace, PlatformDep, PrincipalDep, actor_of
+from inferbox.api.deps import (
+    ModelName,
+    Namespace,
+    PlatformDep,
+    PrincipalDep,
+    actor_of,
+    check_tenant_scope,
+)
 from inferbox.api.errors import ApiError, bad_request, forbidden
 from inferbox.api.openapi import json_body
 from inferbox.assembly import Platform
@@ -23,6 +40,7 @@ from inferbox.auth.principal import Principal
 from inferbox.blocking import in_thread
 from inferbox.control.model_config import MAX_NAME, ModelConfig
 from inferbox.control.model_rows import ModelRecord
+from inferbox.control.validation import field_error
 from inferbox.logs import MAX_LOG_LINES
 
 router = APIRouter(tags=["models"])
@@ -31,7 +49,9 @@ router = APIRouter(tags=["models"])
 class ModelCreate(ModelConfig):
     name: str = Field(max_length=253, description=f"a DNS-1123 label, at most {MAX_NAME} characters")
     namespace: str | None = Field(
-        None, max_length=253, description="the tenant; admins must give it, tenants' is their own"
+        None,
+        max_length=253,
+        description="the tenant; the admin must give it; a tenant may give only its own (another: 403)",
     )
 
 
@@ -52,10 +72,102 @@ ModelUpdate = derived_model(
 )
 
 
+_HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._:-]+)$")
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$")
+
+
+def _port(value: Any) -> Any:
+    """A port as a number, or as the digits a web form's text field sends; "" means none."""
+    if value == "":
+        return None
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 5:
+        return int(value)
+    return value
+
+
+Port = Annotated[int | None, BeforeValidator(_port), Field(ge=1, le=65535)]
+
+
+class HeaderEntry(BaseModel):
+    """One header as the web UI lists them; an entry with an empty key is a blank row and is skipped."""
+
+    key: str = Field(max_length=256)
+    value: str = Field(max_length=8192)
+
+
+class DnsOverride(BaseModel):
+    """Connect to `address` for `host` (and `port`, if given), as `curl --resolve host:port:address`."""
+
+    host: str = Field(min_length=1, max_length=253)
+    port: Port = None
+    address: str = Field(min_length=1, max_length=64, description="an IP address")
+
+    @field_validator("address")
+    @classmethod
+    def _ip(cls, value: str) -> str:
+        try:
+            return str(ipaddress.ip_address(value.strip("[]")))
+        except ValueError:
+            raise field_error("must be an IP address") from None
+
+
 class ConnectionSettings(BaseModel):
+    """Where predict sends the body. With `useCustom` (admin only) an endpoint of the admin's choice,
+    given as a `url`, or as the web UI's parts (`protocol`, `host`, `port`, `path`); either way it
+    passes the outbound guard (no link-local or cloud-metadata address, whatever the name resolves to)."""
+
     useCustom: bool = False
-    url: str | None = Field(None, description="with useCustom (admin only): the predict URL to call")
-    headers: dict[str, str] | None = None
+    url: str | None = Field(
+        None, max_length=2048, description="with useCustom (admin only): the predict URL to call"
+    )
+    protocol: Literal["http", "https"] | None = Field(None, description="with host, instead of url")
+    host: str | None = Field(None, max_length=253)
+    port: Port = None
+    path: str | None = Field(None, max_length=2048, description="e.g. /v1/models/my-model:predict")
+    headers: dict[str, Annotated[str, Field(max_length=8192)]] | list[HeaderEntry] | None = Field(
+        None, description='{"Name": "value"}, or the web UI\'s [{"key", "value"}]'
+    )
+    dnsResolve: list[DnsOverride] = Field(default_factory=list, max_length=16)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blanks(cls, data: Any) -> Any:
+        # The web UI sends "" for the parts it leaves empty.
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if not (v == "" and k in ("url", "host", "path"))}
+        return data
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str | None) -> str | None:
+        # A name or an address only: '/', '@', '#' or '?' would make the parts a different URL.
+        if value is not None and not _HOST.match(value):
+            raise field_error("must be a host name or an IP address")
+        return value
+
+    def target(self) -> str | None:
+        """The URL to call: `url`, or the one the parts make (None when neither is given)."""
+        if self.url:
+            return self.url
+        if not self.host:
+            return None
+        host = f"[{self.host}]" if ":" in self.host and not self.host.startswith("[") else self.host
+        port = f":{self.port}" if self.port else ""
+        path = self.path or "/"
+        return f"{self.protocol or 'http'}://{host}{port}{path if path.startswith('/') else '/' + path}"
+
+    def header_map(self) -> dict[str, str]:
+        """The headers to send; InvalidField for a name or value HTTP cannot carry."""
+        if isinstance(self.headers, dict):
+            pairs = list(self.headers.items())
+        else:
+            pairs = [(h.key.strip(), h.value) for h in self.headers or [] if h.key.strip()]
+        for name, value in pairs:
+            if not _HEADER_NAME.match(name):
+                raise bad_request(f"Field 'connectionSettings.headers': '{name[:64]}' is not a header name")
+            if any(c in value for c in "\r\n\0"):
+                raise bad_request(f"Field 'connectionSettings.headers': the value of '{name}' breaks a line")
+        return dict(pairs)
 
 
 class PredictRequest(BaseModel):
@@ -104,6 +216,7 @@ async def list_models(
 async def create_model(
     body: ModelCreate, request: Request, principal: PrincipalDep, platform: PlatformDep
 ) -> JSONResponse:
+    check_tenant_scope(principal, body.namespace, "namespace", request, platform)
     namespace = await write_namespace(principal, body.namespace, platform)
     result = await platform.models.create(
         namespace, body.name, body, actor_of(principal, request), restricted=not principal.is_admin
@@ -128,8 +241,10 @@ async def update_model(
     platform: PlatformDep,
     namespace: Namespace = None,
 ) -> JSONResponse:
-    record = await load_model(platform, principal, name, namespace)
     patch = {**body.model_dump(exclude_unset=True), **(body.model_extra or {})}
+    named = patch.get("namespace")
+    check_tenant_scope(principal, named if isinstance(named, str) else None, "namespace", request, platform)
+    record = await load_model(platform, principal, name, namespace)
     result = await platform.models.update(
         record, patch, actor_of(principal, request), restricted=not principal.is_admin
     )
@@ -198,9 +313,11 @@ async def predict(
     if settings is not None and settings.useCustom:
         if not principal.is_admin:
             raise forbidden("Admin access required", "connectionSettings.useCustom is for the admin only")
-        if not settings.url:
-            raise bad_request("Field 'connectionSettings.url' is required with useCustom")
-        status, content = await predictor.predict_custom(settings.url, body.inputData, settings.headers or {})
+        url = settings.target()
+        if not url:
+            raise bad_request("Field 'connectionSettings.url' (or 'host') is required with useCustom")
+        resolve = [(d.host, d.port, d.address) for d in settings.dnsResolve]
+        status, content = await predictor.predict_custom(url, body.inputData, settings.header_map(), resolve)
     else:
         record = await load_model(platform, principal, name, namespace)
         status, content = await predictor.predict(record, body.inputData)
@@ -219,4 +336,5 @@ async def model_logs(
 ) -> JSONResponse:
     record = await load_model(platform, principal, name, namespace)
     text = await platform.models.logs(record, min(lines, MAX_LOG_LINES))
-    return JSONResponse({"name": record.name, "namespace": record.namespace, "lines": text})
+    # `logs` is the original web UI's name for the same lines.
+    return JSONResponse({"name": record.name, "namespace": record.namespace, "lines": text, "logs": text})

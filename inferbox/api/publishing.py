@@ -9,7 +9,14 @@ from fastapi import APIRouter, Header, Query, Request
 from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse
 
-from inferbox.api.deps import ModelName, Namespace, PlatformDep, PrincipalDep, actor_of
+from inferbox.api.deps import (
+    ModelName,
+    Namespace,
+    PlatformDep,
+    PrincipalDep,
+    actor_of,
+    check_tenant_scope,
+)
 from inferbox.api.errors import bad_request
 from inferbox.api.models import load_model
 from inferbox.api.openapi import json_body
@@ -56,6 +63,7 @@ async def publish(
     platform: PlatformDep,
     namespace: Namespace = None,
 ) -> JSONResponse:
+    check_tenant_scope(principal, body.config.tenantId, "config.tenantId", request, platform)
     model = await load_model(platform, principal, name, _namespace(principal, namespace, body.config))
     example = await platform.predictions.input_example(model)
     result = await in_thread(
@@ -73,6 +81,7 @@ async def update_publication(
     platform: PlatformDep,
     namespace: Namespace = None,
 ) -> JSONResponse:
+    check_tenant_scope(principal, body.config.tenantId, "config.tenantId", request, platform)
     model = await load_model(platform, principal, name, _namespace(principal, namespace, body.config))
     await _flush_usage(platform)
     result = await in_thread(

@@ -9,6 +9,7 @@ maps them, as the gateway does, to its answers.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import orjson
@@ -42,6 +43,29 @@ def predict_path(name: str, input_data: Any) -> str:
     return f"/v1/models/{name}:predict"
 
 
+def _resolved(
+    url: str, headers: dict[str, str], resolve: list[tuple[str, int | None, str]]
+) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """`url` pointed at the address an override names for its host, with the name kept in `Host` and,
+    for https, in TLS's server name (so the certificate is checked against the name, as curl does)."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise InvalidField("Field 'connectionSettings.port' must be between 1 and 65535") from None
+    for host, want_port, address in resolve:
+        if (parts.hostname or "").lower() != host.lower().rstrip(".") or want_port not in (None, port):
+            continue
+        literal = f"[{address}]" if ":" in address else address
+        extensions = {"sni_hostname": parts.hostname} if parts.scheme == "https" else {}
+        return (
+            urlunsplit((parts.scheme, f"{literal}:{port}", parts.path, parts.query, "")),
+            {**headers, "Host": parts.netloc.rsplit("@", 1)[-1]},
+            extensions,
+        )
+    return url, headers, {}
+
+
 class Predictor:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
@@ -62,8 +86,17 @@ class Predictor:
         )
         return answer.status, answer.body
 
-    async def predict_custom(self, url: str, input_data: Any, headers: dict[str, str]) -> tuple[int, bytes]:
-        """Admin-only: call a URL the admin gave, after refusing link-local and metadata addresses."""
+    async def predict_custom(
+        self,
+        url: str,
+        input_data: Any,
+        headers: dict[str, str],
+        resolve: list[tuple[str, int | None, str]] | None = None,
+    ) -> tuple[int, bytes]:
+        """Admin-only: call a URL the admin gave, after refusing link-local and metadata addresses.
+        `resolve`: (host, port or None, address) overrides, as `curl --resolve`; the guard judges the
+        address that is connected to."""
+        url, headers, extensions = _resolved(url, headers, resolve or [])
         try:
             await in_thread(check_url, url)
         except OutboundRefused as exc:
@@ -72,7 +105,10 @@ class Predictor:
         try:
             async with httpx.AsyncClient(timeout=PREDICT_TIMEOUT_SECONDS, follow_redirects=False) as client:
                 response = await client.post(
-                    url, content=orjson.dumps(input_data), headers={**headers, **JSON_HEADERS}
+                    url,
+                    content=orjson.dumps(input_data),
+                    headers={**headers, **JSON_HEADERS},
+                    extensions=extensions,
                 )
         except httpx.TimeoutException:
             raise UpstreamFailed(f"No answer from {url}", timed_out=True) from None

@@ -46,6 +46,8 @@ class Window:
 
 
 def _limit(value: Any) -> int:
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 12:
+        value = int(value)  # a web form's number field sends its digits as a string
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise field_error("must be a positive integer")
     if value > MAX_LIMIT:
@@ -60,8 +62,20 @@ Limit = Annotated[
 ]
 
 
+def _blanks_unset(data: Any, names: tuple[str, ...] | None = None) -> Any:
+    """A web form's empty field ("") means "not set": drop it, so the default (or what is kept) applies."""
+    if isinstance(data, dict):
+        return {k: v for k, v in data.items() if not (v == "" and (names is None or k in names))}
+    return data
+
+
 class RateLimiting(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blanks(cls, data: Any) -> Any:
+        return _blanks_unset(data)
 
     requestsPerMinute: Annotated[Limit, Window(60)] = 100
     requestsPerHour: Annotated[Limit, Window(3600)] = 5000
@@ -171,6 +185,12 @@ class PublishConfig(BaseModel):
     rateLimiting: RateLimiting = RateLimiting()
     authentication: Authentication = Authentication()
     metadata: Annotated[dict[str, Any], AfterValidator(_metadata_size)] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blanks(cls, data: Any) -> Any:
+        # The original web UI sends "" for "auto-detect" (modelType) and "default" (externalPath).
+        return _blanks_unset(data, ("tenantId", "modelType", "externalPath", "publicHostname"))
 
     def merged(self, patch: dict[str, Any]) -> dict[str, Any]:
         """This config with `patch` (a request's fields, by name) laid over it, nested objects field by

@@ -118,8 +118,10 @@ class PublishingService:
                 external_url=self.external_url(cfg),
                 gateway_url=self.gateway_url,
                 public_hostname=cfg.publicHostname,
-                api_key=shown_key or "<your-api-key>",
+                # Never the masked key: no gateway accepts it, so no example could run with it.
+                api_key=api_key,
                 example_input=pub.example_input,
+                model_name=model.name,
             )
         return body
 

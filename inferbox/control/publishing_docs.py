@@ -1,5 +1,9 @@
 """The documentation a publication carries: its endpoint, auth headers, example requests and SDK snippets,
-built from the real URL, key and a body that fits the model, so that the curl example runs as printed."""
+built from the real URL, key and a body that fits the model, so that the curl example runs as printed.
+
+The key is only known in the answers that show it (publish, and rotate's newApiKey). Everywhere else the
+examples hold `<your-api-key>` (never the masked key, which no gateway accepts) and `apiKeyNote` says
+where the key was shown, so that substituting it makes every example run."""
 
 from __future__ import annotations
 
@@ -7,6 +11,13 @@ import json
 from typing import Any
 
 DEFAULT_INSTANCES: list[list[float]] = [[1.0, 2.0, 3.0, 4.0]]
+KEY_PLACEHOLDER = "<your-api-key>"
+SHOWN_NOW = "This is the API key, shown only in this answer: keep it now (rotate it to get a new one)."
+SHOWN_BEFORE = (
+    f"Replace {KEY_PLACEHOLDER} with the publication's API key. It was shown once: in the answer to "
+    "POST /api/models/{name}/publish, or to POST /api/models/{name}/publish/rotate-key (newApiKey) "
+    "if it was rotated since. Lost it? Rotate the key to get a new one."
+)
 
 
 def example_body(model_type: str, example_input: Any) -> dict[str, Any]:
@@ -108,15 +119,21 @@ def documentation(
     external_url: str,
     gateway_url: str,
     public_hostname: str | None,
-    api_key: str,
+    api_key: str | None,
     example_input: Any,
+    model_name: str = "{name}",
 ) -> dict[str, Any]:
+    """`api_key`: the full key in the one answer that shows it, else None (the examples then hold
+    `<your-api-key>`)."""
+    note = SHOWN_NOW if api_key else SHOWN_BEFORE.replace("{name}", model_name)
+    api_key = api_key or KEY_PLACEHOLDER
     requests = _requests(model_type, external_url, api_key, example_input)
     call_url = requests[0]["url"]
     body = example_body(model_type, example_input)
     docs: dict[str, Any] = {
         "endpointUrl": external_url,
         "authHeaders": {"X-API-Key": api_key},
+        "apiKeyNote": note,
         "exampleRequests": requests,
         "sdkExamples": _sdk_examples(call_url, api_key, body),
     }
