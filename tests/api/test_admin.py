@@ -26,6 +26,7 @@ ADMIN_ROUTES = [
     ("POST", "/api/admin/kubectl", {"command": "get pods"}),
     ("GET", "/api/admin/audit", None),
     ("GET", "/api/admin/logs", None),
+    ("GET", "/api/admin/ai-gateway-service", None),
 ]
 
 
@@ -233,6 +234,11 @@ def test_logs_returns_recent_lines_bounded_and_by_level(recent_logs_attached: Ru
         body = r.json()
         assert body["count"] == 3 == len(body["lines"])
         assert set(body["lines"][0]) == {"timestamp", "level", "logger", "message"}
+        # The original web UI reads `logs`: the same lines, as text.
+        first = body["lines"][0]
+        level, logger = first["level"].upper(), first["logger"]
+        assert body["logs"][0] == f"{first['timestamp']} {level} {logger}: {first['message']}"
+        assert len(body["logs"]) == 3
         everything = admin.get("/api/admin/logs", params={"lines": 5000}).json()["lines"]
         assert any(line["message"].startswith("GET /api/models 200") for line in everything)
         warnings = admin.get("/api/admin/logs", params={"level": "warning"}).json()["lines"]

@@ -259,7 +259,10 @@ def test_keys_are_shown_once_and_masked_after(srv: RunningServer, sklearn_dir: P
     for view in (got, listed, put):
         assert view["apiKey"] == masked
         assert key not in json.dumps(view)
-    assert got["documentation"]["authHeaders"] == {"X-API-Key": masked}
+    # The documentation never holds the masked key (no gateway accepts it): a placeholder, and a note.
+    assert got["documentation"]["authHeaders"] == {"X-API-Key": "<your-api-key>"}
+    assert masked not in json.dumps(got["documentation"])
+    assert "rotate-key" in got["documentation"]["apiKeyNote"]
     assert "documentation" not in listed
 
 
@@ -324,10 +327,15 @@ def test_another_tenant_s_publication_is_404(srv: RunningServer, sklearn_dir: Pa
             b.put("/api/models/my-model/publish", json={"config": {}}),
             b.delete("/api/models/my-model/publish"),
             b.post("/api/models/my-model/publish/rotate-key"),
+            b.post("/api/models/my-model/publish", json={"config": {}}),
+        ):
+            assert r.status_code == 404, r.request.url
+        # Naming tenant-a is refused outright (see test_cross_tenant.py).
+        for r in (
             b.post("/api/models/my-model/publish", json={"config": {"tenantId": "tenant-a"}}),
             b.get("/api/models/my-model/publish", params={"namespace": "tenant-a"}),
         ):
-            assert r.status_code == 404, r.request.url
+            assert r.status_code == 403, r.request.url
     with srv.admin() as admin:
         assert admin.get("/api/published-models").json()["total"] == 1
         assert admin.get("/api/models/my-model/publish", params={"namespace": "tenant-a"}).status_code == 200

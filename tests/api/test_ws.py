@@ -123,7 +123,7 @@ def test_a_tenant_hears_only_its_own_events_in_order(srv: RunningServer, sklearn
         # replica counts.
         after = [m["data"] for m in heard_a[1:]]
         assert after and after[-1]["phase"] == "Ready"
-        assert after[-1]["replicas"] == {"desired": 1, "ready": 1, "total": 1}
+        assert after[-1]["replicas"] == {"desired": 1, "ready": 1, "total": 1, "pending": 0}
         order = {"Pending": 0, "Loading": 1, "Ready": 2}
         statuses = [m["data"] for m in heard_a if m["type"] == MODEL_STATUS_CHANGED]
         phases = [order[d["phase"]] for d in statuses]
