@@ -81,3 +81,26 @@ def onnx_dir(tmp_path_factory: pytest.TempPathFactory, iris: Iris) -> Path:
     )
     (directory / "model.onnx").write_bytes(onnx_model.SerializeToString())
     return directory
+
+
+FEATURES = ("feature1", "feature2")
+
+
+@pytest.fixture(scope="session")
+def named_features_dir(tmp_path_factory: pytest.TempPathFactory, iris: Iris) -> Path:
+    """The spec's example model: a scikit-learn pipeline fitted on a DataFrame with the columns
+    `feature1` and `feature2` (iris's sepal length and width), which selects its columns by name, so
+    it works only when it is given a DataFrame with those columns."""
+    import joblib
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    frame = pd.DataFrame(iris.X[:, :2], columns=list(FEATURES))
+    scale = ColumnTransformer([("scale", StandardScaler(), list(FEATURES))])
+    pipeline = make_pipeline(scale, LogisticRegression(max_iter=500)).fit(frame, iris.y)
+    directory = tmp_path_factory.mktemp("named-features")
+    joblib.dump(pipeline, directory / "model.joblib")
+    return directory

@@ -135,7 +135,8 @@ def test_sklearn_feature_names_order_object_instances(tmp_path: Path, iris: Iris
     shuffled = {"pw": row[3], "sl": row[0], "pl": row[2], "sw": row[1]}
     x = v1.decode(orjson.dumps({"instances": [shuffled]}, option=orjson.OPT_SERIALIZE_NUMPY), model)
     np.testing.assert_array_equal(x, row[None, :])
-    with pytest.raises(InferenceError, match="model's features: sl, sw, pl, pw"):
+    features = r"missing feature 'sl' \(the model's features: sl, sw, pl, pw\)"
+    with pytest.raises(InferenceError, match=features):
         v1.decode(b'{"instances": [{"a": 1, "b": 2, "c": 3, "d": 4}]}', model)
 
 

@@ -2,8 +2,9 @@
 
 Predictions come from the estimator's ``predict``, as in KServe's sklearnserver. Numeric rows are
 cast to float64; rows holding strings (pipelines with categorical or text columns) are passed as an
-object array. Loading a pickle runs code from the file: model files are trusted input, like a
-container image.
+object array. An estimator fitted on a DataFrame (it records ``feature_names_in_``) gets a DataFrame
+with those columns, as KServe's server gives it, since a pipeline may select its columns by name.
+Loading a pickle runs code from the file: model files are trusted input, like a container image.
 """
 
 from __future__ import annotations
@@ -45,7 +46,18 @@ class SklearnModel(Model):
         return super().prepare(x)
 
     def predict(self, x: np.ndarray) -> list[np.ndarray]:
-        return [np.asarray(self._predict(x))]
+        return [np.asarray(self._predict(self._frame(x) if self.feature_names else x))]
+
+    def _frame(self, x: np.ndarray) -> object:
+        """`x` as a DataFrame with the model's feature names (numpy when pandas is not installed:
+        an estimator fitted on a DataFrame has pandas next to it, so this is rare)."""
+        try:
+            import pandas as pd
+        except ImportError:
+            return x
+        frame = pd.DataFrame(x, columns=list(self.feature_names or ()))
+        # Object rows (strings beside numbers): each column gets the dtype of what it holds.
+        return frame.infer_objects() if x.dtype.kind == "O" else frame
 
 
 def load(path: Path, *, task: str | None = None) -> SklearnModel:

@@ -61,20 +61,16 @@ def _rows_from_objects(instances: list[Any], feature_names: tuple[str, ...] | No
         raise InferenceError(
             400, "this looks like an Open Inference Protocol (V2) request: POST it to /v2/.../infer"
         )
-    keys = list(first)
-    if feature_names is not None:
-        if set(keys) != set(feature_names):
-            raise InferenceError(
-                400, f"instance keys must be the model's features: {', '.join(feature_names)}"
-            )
-        keys = list(feature_names)
+    # The model's own names decide the columns and their order (as KServe's sklearn server puts an
+    # object's keys in feature_names_in_ order); without names, the first object's keys do.
+    keys = list(feature_names) if feature_names is not None else list(first)
     key_set = set(keys)
     rows: list[list[Any]] = []
-    for instance in instances:
+    for index, instance in enumerate(instances):
         if not isinstance(instance, dict):
             raise InferenceError(400, "instances must be all rows or all objects")
         if instance.keys() != key_set:
-            raise InferenceError(400, f"every instance must have the keys {', '.join(keys)}")
+            raise InferenceError(400, _key_problem(index, instance, keys, feature_names is not None))
         values = [instance[key] for key in keys]
         if all(isinstance(v, list) for v in values):
             if len({len(v) for v in values}) > 1:
@@ -91,6 +87,16 @@ def _rows_from_objects(instances: list[Any], feature_names: tuple[str, ...] | No
     if x.dtype.kind == "U":
         x = np.array(rows, dtype=object)  # keep numbers numbers next to strings (see decode)
     return x
+
+
+def _key_problem(index: int, instance: dict[str, Any], keys: list[str], named: bool) -> str:
+    """Which feature instance `index` lacks, or which key it has that the model does not know."""
+    whose = "the model's features" if named else "the keys of the first instance"
+    missing = [k for k in keys if k not in instance]
+    if missing:
+        return f"instance {index} is missing feature '{missing[0]}' ({whose}: {', '.join(keys)})"
+    unknown = next(str(k) for k in instance if k not in keys)
+    return f"instance {index} has unknown feature '{unknown[:100]}' ({whose}: {', '.join(keys)})"
 
 
 def encode(predictions: np.ndarray) -> bytes:
