@@ -214,10 +214,15 @@ async def list_models(
 
 @router.post("/api/models", status_code=201, summary="Create a model")
 async def create_model(
-    body: ModelCreate, request: Request, principal: PrincipalDep, platform: PlatformDep
+    body: ModelCreate,
+    request: Request,
+    principal: PrincipalDep,
+    platform: PlatformDep,
+    namespace: Namespace = None,
 ) -> JSONResponse:
+    """The tenant is the body's `namespace` (or `?namespace=`, checked like every route's)."""
     check_tenant_scope(principal, body.namespace, "namespace", request, platform)
-    namespace = await write_namespace(principal, body.namespace, platform)
+    namespace = await write_namespace(principal, body.namespace or namespace, platform)
     result = await platform.models.create(
         namespace, body.name, body, actor_of(principal, request), restricted=not principal.is_admin
     )
