@@ -237,6 +237,16 @@ class Bench:
                     "inferbox published URL",
                     Load(f"{published['externalUrl']}/predict", iris.v1_body(), {"X-API-Key": key}),
                 ),
+                (
+                    # What kserve's and Triton's V2 clients send to a published model.
+                    "inferbox-published-v2",
+                    "inferbox published V2 JSON",
+                    Load(
+                        f"{published['externalUrl']}/v2/models/iris/infer",
+                        iris.v2_body(),
+                        {"X-API-Key": key},
+                    ),
+                ),
             ]
             for row_id, label, load in loads:
                 self.run_load(row_id, label, load)

@@ -85,6 +85,18 @@ def targets(rows: list[dict[str, Any]], measures: dict[str, Any]) -> list[dict[s
         )
     else:
         add("published URL ≥ 3x KServe direct req/s at 32 connections, no non-2xx", "not measured", None)
+    pub_v2 = _row(rows, "inferbox-published-v2", 32)
+    v2_non2xx = sum(r["non_2xx"] + r["socket_errors"] for r in rows if r["id"] == "inferbox-published-v2")
+    v2_target = "published V2 JSON ≥ 4x KServe direct V1 req/s at 32 connections, no non-2xx"
+    if pub_v2 and ks32:
+        ratio = pub_v2["rps"] / ks32["rps"]
+        add(
+            v2_target,
+            f"{ratio:.2f}x ({pub_v2['rps']:,.0f} vs {ks32['rps']:,.0f} req/s), {v2_non2xx} non-2xx/errors",
+            ratio >= 4.0 and v2_non2xx == 0,
+        )
+    else:
+        add(v2_target, "not measured", None)
     if direct32 and ks32:
         ratio = direct32["rps"] / ks32["rps"]
         add(

@@ -138,6 +138,7 @@ def test_targets_say_what_held() -> None:
         _row("inferbox-published", 32, 7000, 3.0),
         _row("inferbox-model-direct", 32, 9000, 2.0),
         _row("validate-api-key", 32, 2500, 5.0),
+        _row("inferbox-published-v2", 32, 7000, 3.0),
     ]
     report.add_ratios(rows)
     assert rows[3]["ratio_to_kserve"] == pytest.approx(3.5)
@@ -157,6 +158,7 @@ def test_targets_say_what_held() -> None:
     assert held["idle RSS of one sklearn replica ≤ 120 MB"] is False
     assert held["GET /api/models with 1,000 models p50 ≤ 50 ms"] is True
     assert held["validate-api-key ≥ 2,000/s"] is True
+    assert held["published V2 JSON ≥ 4x KServe direct V1 req/s at 32 connections, no non-2xx"] is False
     # A refused published call breaks the first target whatever the throughput.
     rows[3]["non_2xx"] = 1
     first = report.targets(rows, measures)[0]
@@ -202,6 +204,8 @@ def test_quick_benchmark_of_inferbox_runs(tmp_path: Path) -> None:
         ("inferbox-api-predict", 32),
         ("inferbox-published", 1),
         ("inferbox-published", 32),
+        ("inferbox-published-v2", 1),
+        ("inferbox-published-v2", 32),
         ("validate-api-key", 32),
     }
     assert expected <= set(rows)
@@ -216,4 +220,4 @@ def test_quick_benchmark_of_inferbox_runs(tmp_path: Path) -> None:
     assert measures["scale_to_zero_first_request"]["seconds"] > 0
     assert measures["idle_rss"]["serve_mb"] > 0 and measures["idle_rss"]["replica_mb"] > 0
     assert measures["list_models"]["models_listed"] >= 1000 and measures["list_models"]["p50_ms"] > 0
-    assert len(result["targets"]) == 9
+    assert len(result["targets"]) == 10

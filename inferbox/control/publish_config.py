@@ -30,6 +30,9 @@ from inferbox.ratelimit import Quota
 
 MODEL_TYPES = ("traditional", "openai")
 RESERVED_PREFIXES = ("/api", "/health", "/metrics", "/ws")
+# The gateway serves KServe V1 and V2 under every published path (`{path}/v2/...`): a path with one of
+# these segments would take another route's protocol paths (`/models/x/v2` serving `/models/x`'s V2).
+PROTOCOL_SEGMENTS = ("v1", "v2")
 ACTION_SUFFIXES = ("/predict", "/infer", "/chat/completions", "/completions", "/embeddings", "/models")
 # Every limit is a whole number from 1 to a billion.
 MAX_LIMIT = 1_000_000_000
@@ -139,6 +142,9 @@ def check_external_path(path: str) -> str:
     for prefix in RESERVED_PREFIXES:
         if path == prefix or path.startswith(prefix + "/"):
             raise field_error(f"must not use the reserved prefix {prefix}")
+    for segment in PROTOCOL_SEGMENTS:
+        if segment in path.split("/"):
+            raise field_error(f"must not hold a /{segment} segment: the gateway serves the protocol there")
     # A path ending in an action would shadow another route's action (`/models/x/predict`).
     for suffix in ACTION_SUFFIXES:
         if path.endswith(suffix):

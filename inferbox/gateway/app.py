@@ -7,6 +7,7 @@ route lookup, a credential check, the limiter and one upstream call.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +19,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from inferbox.auth.tokens import TokenError, TokenService, bearer
 from inferbox.control.tenants import TenantDirectory
+from inferbox.gateway.actions import Action, Answer, Kind, NoAction
 from inferbox.gateway.metrics import GatewayMetrics
 from inferbox.gateway.routes import Route, RouteTable
 from inferbox.gateway.upstream import Upstream
@@ -29,7 +31,13 @@ from inferbox.runtime.client import REPLICA_ERRORS, ReplicaClient, failure
 log = logging.getLogger("inferbox.gateway")
 
 READY_WAIT_SECONDS = 30.0
+# A health or readiness probe of a model scaled to zero hears "not ready" after this, not after the
+# full wait: probes poll, and a poller wants an answer.
+PROBE_WAIT_SECONDS = 2.0
 UPSTREAM_TIMEOUT_SECONDS = 60.0
+# The binary tensor extension: the body's first N bytes are the JSON request, tensors' bytes follow.
+BINARY_HEADER = "inference-header-content-length"
+_INTEGER = re.compile(r"^-?[0-9]+$")
 # Refused credentials per client address: past these, the address hears 429 instead of 401, so a flood
 # of guesses costs the gateway one counter increment each. Valid keys are never refused by this (a
 # 256-bit key cannot be guessed; metering the failures is about cost and noise), so a caller sharing an
@@ -46,22 +54,31 @@ class Reply(Exception):
         self.headers = headers or {}
 
 
+def check_binary_header(headers: dict[str, str], body_length: int) -> None:
+    """The binary tensor extension's header says how many leading bytes of the body are JSON; a
+    value the body cannot hold is refused here, before any replica reads past anything."""
+    value = headers.get(BINARY_HEADER)
+    if value is None:
+        return
+    text = value.strip()
+    if not _INTEGER.match(text):
+        raise Reply(400, _binary_error(f"{BINARY_HEADER} must be an integer, not {text[:40]!r}"))
+    if text.startswith("-"):
+        raise Reply(400, _binary_error(f"{BINARY_HEADER} must not be negative"))
+    if len(text) > 20 or int(text) > body_length:
+        raise Reply(
+            400, _binary_error(f"{BINARY_HEADER} is {text[:40]}, past the body's {body_length} bytes")
+        )
+
+
+def _binary_error(details: str) -> dict[str, str]:
+    return {"error": "Invalid inference header", "details": details}
+
+
 def _loopback(scope: Scope) -> bool:
     """Gateway metrics name every tenant's published models: only a scraper on this machine sees them."""
     client = scope.get("client")
     return client is not None and client[0] in ("127.0.0.1", "::1")
-
-
-def _upstream_path(route: Route, action: str) -> tuple[str, str]:
-    """(method, path on the replica) for an action on a route."""
-    name = route.model
-    if route.model_type == "openai":
-        return ("GET" if action == "models" else "POST"), f"/openai/v1/{action}"
-    if action == "predict":
-        return "POST", f"/v1/models/{name}:predict"
-    if action == "infer":
-        return "POST", f"/v2/models/{name}/infer"
-    return "GET", f"/v2/models/{name}"
 
 
 class Gateway:
@@ -125,7 +142,12 @@ class Gateway:
         if found is None:
             await self._send(send, 404, {"error": "Not found", "details": f"No published model at {path}"})
             return
-        route, action = found
+        route, rest = found
+        try:
+            action = route.actions.parse(rest)
+        except NoAction as exc:
+            await self._send(send, 404, {"error": "Not found", "details": exc.details})
+            return
         try:
             status, body, content_type, extra = await self._handle(scope, receive, headers, route, action)
         except Reply as reply:
@@ -157,17 +179,30 @@ class Gateway:
         await self._send(send, 200 if healthy else 503, body)
 
     async def _handle(
-        self, scope: Scope, receive: Receive, headers: dict[str, str], route: Route, action: str
+        self, scope: Scope, receive: Receive, headers: dict[str, str], route: Route, action: Action
     ) -> tuple[int, bytes, str, dict[str, str]]:
-        method, upstream_path = _upstream_path(route, action)
+        method = action.method
         if scope["method"] != method:
-            raise Reply(405, {"error": "Method not allowed", "details": f"Use {method} on this path"})
+            raise Reply(
+                405,
+                {"error": "Method not allowed", "details": f"Use {method} on this path"},
+                {"Allow": method},
+            )
         self._check_length(headers)
         labels = (route.namespace, route.model)
         client = scope.get("client")
         address = client[0] if client else "unknown"
         if not await self._authorized(route, headers):
             await self._refuse_credentials(route, headers, address)
+        if action.kind is not Kind.INFERENCE:
+            # Health and metadata: authenticated, never metered (a client's probes must not eat the
+            # budget of its predictions), and not counted in usage.
+            self.metrics.requests.labels(*labels, "free").inc()
+            wait = PROBE_WAIT_SECONDS if action.kind is Kind.PROBE else READY_WAIT_SECONDS
+            status, content, content_type, extra = await self._forward(route, action, b"", headers, wait)
+            if action.answer is Answer.V1_LIVE and status == 200:
+                return 200, b'{"status":"alive"}', "application/json", {}
+            return status, content, content_type, extra
         key = self._limit_key(route, address)
         decision = await self.limiter.hit(key, route.quotas)
         rate_headers = decision.headers("requestsPerMinute")
@@ -194,17 +229,20 @@ class Gateway:
                     {**rate_headers, "Retry-After": str(tokens_left.retry_after)},
                 )
         body = await self._read_body(receive) if method == "POST" else b""
+        check_binary_header(headers, len(body))
         self.metrics.requests.labels(*labels, "admitted").inc()
         started = time.perf_counter()
         try:
-            status, content, content_type = await self._forward(route, method, upstream_path, body, headers)
+            status, content, content_type, extra = await self._forward(
+                route, action, body, headers, READY_WAIT_SECONDS
+            )
         finally:
             self.metrics.latency.labels(*labels).observe(time.perf_counter() - started)
         tokens = self._tokens_used(route, status, content)
         self.usage.record(route.publication_id, tokens=tokens)
         if tokens:
             await self._spend_tokens(key, route, tokens)
-        return status, content, content_type, rate_headers
+        return status, content, content_type, {**rate_headers, **extra}
 
     async def _refuse_credentials(self, route: Route, headers: dict[str, str], address: str) -> None:
         """Raise the answer for a caller whose credential was missing or refused: 401, or 429 once
@@ -289,20 +327,26 @@ class Gateway:
 
     # -- upstream --------------------------------------------------------------------------------
     async def _forward(
-        self, route: Route, method: str, path: str, body: bytes, headers: dict[str, str]
-    ) -> tuple[int, bytes, str]:
+        self, route: Route, action: Action, body: bytes, headers: dict[str, str], wait: float
+    ) -> tuple[int, bytes, str, dict[str, str]]:
+        """One call to a replica; the body goes as it came (JSON or binary tensors), with the headers
+        that say how to read it, and the answer's own such headers come back."""
         send_headers = {"content-type": headers.get("content-type", "application/json")}
+        binary = headers.get(BINARY_HEADER)
+        if binary is not None:
+            send_headers[BINARY_HEADER] = binary.strip()
         request_id = headers.get("x-request-id")
         if request_id:
             send_headers["x-request-id"] = request_id
         try:
             answer = await self.http.call(
-                lambda: self.upstream.connect(route, READY_WAIT_SECONDS), method, path, body, send_headers
+                lambda: self.upstream.connect(route, wait), action.method, action.upstream, body, send_headers
             )
         except REPLICA_ERRORS as exc:
             f = failure(exc)
             raise Reply(f.status, {"error": f.error, "details": f.details}, f.headers) from None
-        return answer.status, answer.body, answer.content_type
+        extra = {} if answer.binary_header is None else {BINARY_HEADER: answer.binary_header}
+        return answer.status, answer.body, answer.content_type, extra
 
     async def _read_body(self, receive: Receive) -> bytes:
         chunks, size = [], 0

@@ -15,19 +15,16 @@ from sqlalchemy.orm import selectinload
 from inferbox.auth import apikeys
 from inferbox.control.publish_config import PublishConfig
 from inferbox.control.publishing import config_of
+from inferbox.gateway.actions import Actions
 from inferbox.ratelimit import Quota
 from inferbox.store import Store
 from inferbox.store.tables import Model, Publication
 
 log = logging.getLogger("inferbox.gateway")
 
-TRADITIONAL_SUFFIXES = {"/predict": "predict", "/infer": "infer"}
-OPENAI_SUFFIXES = {
-    "/chat/completions": "chat/completions",
-    "/completions": "completions",
-    "/embeddings": "embeddings",
-    "/models": "models",
-}
+# External paths are at most this long (publish_config.check_external_path): longer prefixes of a
+# request path cannot name a route, so matching never looks past it.
+MAX_EXTERNAL_PATH = 200
 
 
 @dataclass(frozen=True)
@@ -59,6 +56,10 @@ class Route:
     @property
     def external_path(self) -> str:
         return self.config.externalPath or ""
+
+    @cached_property
+    def actions(self) -> Actions:
+        return Actions(self.model, self.model_type)
 
     @cached_property
     def allowed_tenants(self) -> frozenset[str]:
@@ -130,19 +131,21 @@ class RouteTable:
         return len(self._routes)
 
     def match(self, host: str, path: str) -> tuple[Route, str] | None:
-        """The route serving `path` on `host` and the action asked for: "" (metadata), "predict",
-        "infer", or an OpenAI endpoint ("chat/completions", …)."""
+        """The route serving `path` on `host`, and the rest of the path under its externalPath ("" or
+        "/..."). The longest externalPath that is a prefix of `path` at a segment boundary wins (so
+        `/a` never serves `/ab`); at each length a route for `host` comes before one for any host."""
         routes = self._routes
-        candidates: list[tuple[str, str]] = [(path.rstrip("/") or "/", "")]
-        for suffix, action in (*TRADITIONAL_SUFFIXES.items(), *OPENAI_SUFFIXES.items()):
-            if path.endswith(suffix):
-                candidates.append((path[: -len(suffix)], action))
-        for base, action in candidates:
+        # Candidate prefixes: the whole path, then the path cut before each "/" (longest first).
+        cuts = [len(path)] if len(path) <= MAX_EXTERNAL_PATH else []
+        end = min(len(path), MAX_EXTERNAL_PATH + 1)
+        cut = path.rfind("/", 0, end)
+        while cut > 0:
+            cuts.append(cut)
+            cut = path.rfind("/", 0, cut)
+        for cut in cuts:
+            base = path[:cut]
             for host_key in (host, ""):
                 route = routes.get((host_key, base))
-                if route is None:
-                    continue
-                suffixes = OPENAI_SUFFIXES if route.model_type == "openai" else TRADITIONAL_SUFFIXES
-                if action == "" or action in suffixes.values():
-                    return route, action
+                if route is not None:
+                    return route, path[cut:]
         return None

@@ -6,8 +6,8 @@ a 2-core machine is left for the replica. Measured with `python -m benchmarks.cl
 connections, a bare uvicorn proxy in front of one iris replica that alone answers about 5,400 req/s, on
 a 2-core VM): httpx about 250 req/s, aiohttp 2,100 to 3,000, this client 2,800 to 4,400; steadier than
 throughput, the proxy spends about 4,000, 300 and 140 µs of CPU per request. It does only what a replica
-needs: keep-alive connections per address, a body in, status + body + content type out, a timeout, and
-a clear error when the replica is gone.
+needs: keep-alive connections per address, a body in, status + body + content type (and the binary
+tensor extension's header) out, a timeout, and a clear error when the replica is gone.
 """
 
 from __future__ import annotations
@@ -61,6 +61,9 @@ class Answer:
     status: int
     body: bytes
     content_type: str
+    # The binary tensor extension's Inference-Header-Content-Length, when the replica sent one: the
+    # body is then JSON for that many bytes and raw tensors after it.
+    binary_header: str | None = None
 
 
 class _Connection(asyncio.Protocol):
@@ -74,6 +77,7 @@ class _Connection(asyncio.Protocol):
         self.keep_alive = True
         self._body: list[bytes] = []
         self._content_type = b"application/json"
+        self._binary_header: bytes | None = None
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -92,8 +96,11 @@ class _Connection(asyncio.Protocol):
 
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
-        if name.lower() == b"content-type":
+        lowered = name.lower()
+        if lowered == b"content-type":
             self._content_type = value
+        elif lowered == b"inference-header-content-length":
+            self._binary_header = value
 
     def on_body(self, body: bytes) -> None:
         self._body.append(body)
@@ -103,12 +110,21 @@ class _Connection(asyncio.Protocol):
         waiter, self.waiter = self.waiter, None
         if waiter is not None and not waiter.done():
             status = self.parser.get_status_code()
-            waiter.set_result(Answer(status, b"".join(self._body), self._content_type.decode("latin-1")))
+            binary = self._binary_header
+            waiter.set_result(
+                Answer(
+                    status,
+                    b"".join(self._body),
+                    self._content_type.decode("latin-1"),
+                    None if binary is None else binary.decode("latin-1"),
+                )
+            )
 
     # ours
     def send(self, request: bytes, waiter: asyncio.Future[Answer]) -> None:
         self._body = []
         self._content_type = b"application/json"
+        self._binary_header = None
         self.waiter = waiter
         assert self.transport is not None
         self.transport.write(request)

@@ -66,6 +66,8 @@ def test_model_config_is_named_once_for_the_api_the_store_and_the_runtime() -> N
         ),
         ({"rateLimiting": {"tokensPerHour": 2 * 10**9}}, "must be at most 1,000,000,000"),
         ({"externalPath": "/api/x"}, "Field 'config.externalPath' must not use the reserved prefix /api"),
+        ({"externalPath": "/models/x/v2"}, "Field 'config.externalPath' must not hold a /v2 segment"),
+        ({"externalPath": "/v1/models/x"}, "Field 'config.externalPath' must not hold a /v1 segment"),
         (
             {"publicHostname": "10.0.0.1"},
             "Field 'config.publicHostname' must be a DNS name, not an IP address",
