@@ -26,7 +26,7 @@ from inferbox.server.errors import InferenceError, ModelLoadError, one_line
 from inferbox.server.metrics import METRICS_CONTENT_TYPE, InflightStats, Metrics
 from inferbox.server.model import Model
 from inferbox.server.protocol import dumps
-from inferbox.server.rest.endpoints import JSON, Receive, Response, Route, Scope, Send, error
+from inferbox.server.rest.endpoints import JSON, Headers, Receive, Response, Route, Scope, Send, error
 from inferbox.server.rest.v1_endpoints import V1Endpoints
 from inferbox.server.rest.v2_endpoints import V2Endpoints
 
@@ -103,15 +103,18 @@ class App:
         if inference:
             self._stats.enter()
         try:
+            extra: Headers = []
             if scope["method"] != route.method:
                 status, body, content_type = error(
                     405, f"method {scope['method']} not allowed; use {route.method}"
                 )
                 extra = [(b"allow", route.method.encode())]
             else:
-                extra = []
                 try:
-                    status, body, content_type = await route.handler(scope, receive)
+                    response = await route.handler(scope, receive)
+                    status, body, content_type = response[:3]
+                    if len(response) == 4:
+                        extra = response[3]
                 except InferenceError as exc:
                     status, body, content_type = error(exc.status, exc.message)
                 except Exception as exc:

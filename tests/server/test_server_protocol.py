@@ -43,7 +43,7 @@ def tensor(data: Any, shape: list[int], datatype: str) -> dict[str, Any]:
     ],
 )
 def test_every_datatype_decodes(datatype: str, data: list[Any], dtype: type) -> None:
-    name, array = v2.decode_tensor(tensor(data, [2], datatype))
+    name, array, _ = v2.decode_tensor(tensor(data, [2], datatype))
     assert name == "t"
     assert array.dtype == np.dtype(dtype)
     assert array.tolist() == data
@@ -72,28 +72,28 @@ def test_values_must_fit_the_datatype(datatype: str, data: list[Any], fragment: 
 
 
 def test_nested_and_flat_data_are_the_same_tensor() -> None:
-    _, flat = v2.decode_tensor(tensor([1, 2, 3, 4, 5, 6], [2, 3], "INT32"))
-    _, nested = v2.decode_tensor(tensor([[1, 2, 3], [4, 5, 6]], [2, 3], "INT32"))
+    _, flat, _ = v2.decode_tensor(tensor([1, 2, 3, 4, 5, 6], [2, 3], "INT32"))
+    _, nested, _ = v2.decode_tensor(tensor([[1, 2, 3], [4, 5, 6]], [2, 3], "INT32"))
     np.testing.assert_array_equal(flat, nested)
     assert flat.shape == (2, 3)
-    _, empty = v2.decode_tensor(tensor([], [0, 3], "INT32"))
+    _, empty, _ = v2.decode_tensor(tensor([], [0, 3], "INT32"))
     assert empty.shape == (0, 3) and empty.dtype == np.int32
 
 
 def test_encode_flattens_and_names_datatypes() -> None:
     request = v2.InferRequest(id="r", x=None, feeds=None, outputs=None)
-    body = orjson.loads(
-        v2.encode(
-            "m",
-            request,
-            ["a", "b", "c"],
-            [
-                np.array([[1.5, 2], [3, 4]], dtype=np.float32),
-                np.array(["x", "y"], dtype=object),
-                np.array([True]),
-            ],
-        )
+    encoded, header_length = v2.encode(
+        "m",
+        request,
+        ["a", "b", "c"],
+        [
+            np.array([[1.5, 2], [3, 4]], dtype=np.float32),
+            np.array(["x", "y"], dtype=object),
+            np.array([True]),
+        ],
     )
+    assert header_length is None  # nothing asked for binary: all JSON
+    body = orjson.loads(encoded)
     assert body == {
         "model_name": "m",
         "id": "r",

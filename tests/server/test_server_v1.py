@@ -22,6 +22,14 @@ def assert_still_serving(server: ServerProcess) -> None:
     assert response.status_code == 200, response.text
 
 
+def test_liveness_at_the_root(sklearn_server: ServerProcess) -> None:
+    """KServe's V1 liveness probe: `GET /` answers {"status": "alive"}; other methods are 405."""
+    response = httpx.get(f"{sklearn_server.base_url}/")
+    assert response.status_code == 200
+    assert response.json() == {"status": "alive"}
+    assert_error(httpx.post(f"{sklearn_server.base_url}/"), 405, "use GET")
+
+
 def test_models_list_and_readiness(sklearn_server: ServerProcess) -> None:
     assert httpx.get(f"{sklearn_server.base_url}/v1/models").json() == {"models": ["iris"]}
     response = httpx.get(f"{sklearn_server.base_url}/v1/models/iris")

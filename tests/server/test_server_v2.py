@@ -32,7 +32,7 @@ def test_server_metadata_and_health(sklearn_server: ServerProcess) -> None:
     metadata = httpx.get(f"{base}/v2").json()
     assert metadata["name"] == "inferbox"
     assert isinstance(metadata["version"], str)
-    assert metadata["extensions"] == []
+    assert metadata["extensions"] == ["binary_tensor_data"]
     assert httpx.get(f"{base}/v2/health/live").json() == {"live": True}
     assert httpx.get(f"{base}/v2/health/ready").json() == {"ready": True}
     assert httpx.get(f"{base}/v2/models/iris/ready").json() == {"name": "iris", "ready": True}

@@ -18,11 +18,14 @@ Scope = dict[str, Any]
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-Response = tuple[int, bytes, bytes]  # status, body, content type
+Headers = list[tuple[bytes, bytes]]
+# status, body, content type, and optionally more response headers
+Response = tuple[int, bytes, bytes] | tuple[int, bytes, bytes, Headers]
 Handler = Callable[[Scope, Receive], Awaitable[Response]]
 T = TypeVar("T")
 
 JSON = b"application/json"
+OCTET_STREAM = b"application/octet-stream"
 
 
 class Route(NamedTuple):
@@ -32,7 +35,7 @@ class Route(NamedTuple):
     inference: bool  # counted in /inferbox/stats and announced to the batcher
 
 
-def error(status: int, message: str) -> Response:
+def error(status: int, message: str) -> tuple[int, bytes, bytes]:
     return status, dumps({"error": message}), JSON
 
 
@@ -47,6 +50,14 @@ class ModelHost(Protocol):
 
     def ready_model(self) -> tuple[Model, Batcher]:
         """The model if it is loaded; 503 otherwise."""
+
+
+def header(scope: Scope, name: bytes) -> bytes | None:
+    """The value of request header ``name`` (lower case), or None."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return None
 
 
 async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:

@@ -1,4 +1,4 @@
-"""KServe's V1 protocol: `GET /v1/models`, `GET /v1/models/{name}` (readiness) and
+"""KServe's V1 protocol: liveness `GET /`, `GET /v1/models`, `GET /v1/models/{name}` (readiness) and
 `POST /v1/models/{name}:predict` with `{"instances": [...]}`."""
 
 from __future__ import annotations
@@ -23,10 +23,15 @@ class V1Endpoints:
     def routes(self) -> dict[str, Route]:
         name = self.host.name
         return {
+            "/": Route("v1_live", "GET", self.live, False),
             "/v1/models": Route("v1_models", "GET", self.models, False),
             f"/v1/models/{name}": Route("v1_model_ready", "GET", self.model_ready, False),
             f"/v1/models/{name}:predict": Route("v1_predict", "POST", self.predict, True),
         }
+
+    async def live(self, scope: Scope, receive: Receive) -> Response:
+        # KServe's model server answers its liveness probe this way, before and after loading.
+        return 200, b'{"status":"alive"}', JSON
 
     async def models(self, scope: Scope, receive: Receive) -> Response:
         return 200, dumps({"models": [self.host.name]}), JSON

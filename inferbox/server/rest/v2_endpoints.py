@@ -8,14 +8,19 @@ from functools import partial
 from inferbox.server.protocol import dumps, v2
 from inferbox.server.rest.endpoints import (
     JSON,
+    OCTET_STREAM,
     ModelHost,
     Receive,
     Response,
     Route,
     Scope,
+    header,
     read_body,
     run_framework,
 )
+
+#: The binary tensor extension's header: the length of the JSON part of a request or response body.
+HEADER_LENGTH = b"inference-header-content-length"
 
 
 class V2Endpoints:
@@ -65,7 +70,8 @@ class V2Endpoints:
         model, batcher = await self.host.serving_model()
         batcher.expect()
         try:
-            request = v2.decode(await read_body(scope, receive, self.host.max_body_bytes), model)
+            body = await read_body(scope, receive, self.host.max_body_bytes)
+            request = v2.decode(body, model, header(scope, HEADER_LENGTH))
         except BaseException:
             batcher.forget()
             raise
@@ -77,4 +83,7 @@ class V2Endpoints:
             outputs = await run_framework(
                 model, batcher.run_alone(partial(model.predict_named, request.feeds))
             )
-        return 200, v2.encode(self.host.name, request, model.output_names, outputs), JSON
+        body, header_length = v2.encode(self.host.name, request, model.output_names, outputs)
+        if header_length is None:
+            return 200, body, JSON
+        return 200, body, OCTET_STREAM, [(HEADER_LENGTH, b"%d" % header_length)]
