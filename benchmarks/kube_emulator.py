@@ -63,7 +63,7 @@ KINDS: dict[str, tuple[str, bool, tuple[str, ...]]] = {
     "gateway.envoyproxy.io/v1alpha1/securitypolicies": ("SecurityPolicy", True, ()),
     "gateway.envoyproxy.io/v1alpha1/backendtrafficpolicies": ("BackendTrafficPolicy", True, ()),
 }
-_NAMESPACES = re.compile(r"^/api/v1/namespaces/?$")
+_NAMESPACES = re.compile(r"^/api/v1/namespaces(?:/(?P<name>[^/]+))?/?$")
 
 
 def _key(res: resource) -> str:
@@ -150,16 +150,21 @@ class KubeEmulator(KubernetesEmulator):
 
     # -- entry -----------------------------------------------------------------------------------------
     async def __call__(self, raw: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
-        if _NAMESPACES.match(raw.path):
-            # kmock's path parser raises on this cluster-scoped collection: build the request here.
+        found = _NAMESPACES.match(raw.path)
+        if found:
+            # kmock's path parser raises on this cluster-scoped collection (and reads a namespace's own
+            # path as a namespace, not an object): build the request here.
             body = await raw.read()
             method = enums.method(raw.method)
+            name = found.group("name")
             action = (
                 enums.action.WATCH
                 if raw.query.get("watch") == "true"
                 else enums.action.LIST
-                if method == enums.method.GET
+                if method == enums.method.GET and name is None
                 else enums.action.CREATE
+                if name is None
+                else None
             )
             request = Request(
                 raw_request=raw,
@@ -171,6 +176,7 @@ class KubeEmulator(KubernetesEmulator):
                 body=body,
                 action=action,
                 resource=resource("", "v1", "namespaces"),
+                name=name,
             )
             return await self._handle(request)
         return await super().__call__(raw)

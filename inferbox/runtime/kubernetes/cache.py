@@ -46,12 +46,15 @@ class Informer:
         resource: Any,
         labels: dict[str, Any] | None,
         *,
+        namespaced: bool = True,
         watch_timeout: int = 300,
         max_backoff: float = 5.0,
     ) -> None:
         self.client = client
         self.resource = resource
         self.labels = labels
+        # "*": every namespace; None for a cluster-scoped kind (nodes).
+        self._namespace = "*" if namespaced else None
         self.objects: dict[Key, dict[str, Any]] = {}
         self.listeners: list[Listener] = []
         self.healthy = False
@@ -117,7 +120,7 @@ class Informer:
         self.healthy = False
 
     async def _list(self) -> None:
-        listing = self.client.list(self.resource, namespace="*", labels=self.labels)
+        listing = self.client.list(self.resource, namespace=self._namespace, labels=self.labels)
         fresh: dict[Key, dict[str, Any]] = {}
         async for item in listing:
             obj = as_dict(item)
@@ -141,7 +144,7 @@ class Informer:
     async def _watch(self) -> None:
         stream = self.client.watch(
             self.resource,
-            namespace="*",
+            namespace=self._namespace,
             labels=self.labels,
             resource_version=self.resource_version,
             server_timeout=self._watch_timeout,

@@ -35,6 +35,7 @@ from lightkube.types import PatchType
 
 from inferbox import storage
 from inferbox.runtime.base import (
+    FAILED_TO_LOAD,
     MODEL_STATUS_CHANGED,
     EventSink,
     ModelNotRunning,
@@ -147,7 +148,7 @@ class KubernetesRuntime:
         self.isvcs = Informer(self.client, InferenceService, managed)
         self.deployments = Informer(self.client, Deployment, predictors)
         self.pods = Informer(self.client, Pod, predictors)
-        self.nodes_cache = Informer(self.client, Node, None)
+        self.nodes_cache = Informer(self.client, Node, None, namespaced=False)
         for informer in (self.isvcs, self.deployments, self.pods, self.nodes_cache):
             informer.start()
         self.isvcs.listeners.append(self._on_isvc)
@@ -396,6 +397,8 @@ class KubernetesRuntime:
             base = address(isvc) if isvc else None
             if status.ready and base:
                 break
+            if status.phase == FAILED_TO_LOAD:
+                raise ModelNotRunning(f"model {namespace}/{name} failed to load: {status.message}")
             if loop.time() >= deadline:
                 raise ModelNotRunning(f"model {namespace}/{name} is not ready ({status.phase})")
             await asyncio.sleep(min(0.2, max(deadline - loop.time(), 0)))
