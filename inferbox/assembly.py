@@ -106,6 +106,43 @@ def standalone_gateway(settings: Settings) -> tuple[Store, GatewayService]:
     return store, gateway
 
 
+def kubernetes_runtime(settings: Settings, events: EventBus) -> Runtime:
+    from inferbox.runtime.kubernetes import KubernetesRuntime, KubernetesSettings
+
+    return KubernetesRuntime(events, KubernetesSettings(kubeconfig=settings.kubeconfig))
+
+
+def wire_kubernetes(
+    settings: Settings,
+    store: Store,
+    runtime: Runtime,
+    publishing: PublishingService,
+    tenant_admin: TenantAdmin,
+) -> None:
+    """Publications become Gateway API objects, tenants namespaces (see runtime/kubernetes/)."""
+    from inferbox.runtime.kubernetes import KubernetesRuntime
+    from inferbox.runtime.kubernetes.publishing import GatewayPublisher, stored_publications
+
+    assert isinstance(runtime, KubernetesRuntime)
+    publisher = GatewayPublisher(
+        runtime,
+        lambda: stored_publications(store),
+        dataplane=settings.k8s_dataplane,
+        gateway=settings.k8s_gateway,
+        gateway_service=settings.k8s_gateway_service,
+        control_service=settings.k8s_control_service,
+    )
+    publishing.listeners.append(publisher.sync_blocking)
+    runtime.after_reconcile.append(publisher.sync)
+    tenant_admin.on_created.append(lambda name: runtime.run_blocking(runtime.ensure_namespace(name)))
+
+    async def removed(name: str) -> None:
+        await publisher.forget_tenant(name)
+        await runtime.remove_namespace(name)
+
+    tenant_admin.on_deleted.append(lambda name: runtime.run_blocking(removed(name)))
+
+
 def claim_runtime(store: Store, runtime: LocalRuntime) -> Lease:
     """Take the local runtime's data dir lock and its lease in the store, or neither (RuntimeLocked)."""
     lease = Lease(store, runtime.name)
@@ -127,8 +164,16 @@ def build(settings: Settings, recent_logs: RecentLines | None = None) -> Platfor
     tokens = token_service(settings)
     store = open_store(settings)
     events = EventBus()
-    runtime = local_runtime(settings, events)
-    lease = claim_runtime(store, runtime)
+    runtime: Runtime
+    lease: Lease | None = None
+    if settings.runtime == "kubernetes":
+        # No lease: the cluster, not this process, runs the models; control planes sharing a store
+        # reconcile it to the same desired state (idempotent merge patches).
+        runtime = kubernetes_runtime(settings, events)
+    else:
+        local = local_runtime(settings, events)
+        lease = claim_runtime(store, local)
+        runtime = local
     store_health = Dependency("the store")
     audit = AuditLog(store, store_health)
     tenants = TenantDirectory(store)
@@ -154,8 +199,12 @@ def build(settings: Settings, recent_logs: RecentLines | None = None) -> Platfor
         audit,
         storage_policy=StoragePolicy(root=settings.model_root or Path.cwd(), data_dir=settings.data_dir),
         max_replicas=settings.max_replicas,
+        check_storage_here=settings.runtime == "local",
     )
     models.before_delete.append(publishing.unpublish_deleted_model)
+    tenant_admin = TenantAdmin(tenants, audit, models)
+    if settings.runtime == "kubernetes":
+        wire_kubernetes(settings, store, runtime, publishing, tenant_admin)
     return Platform(
         settings=settings,
         store=store,
@@ -164,7 +213,7 @@ def build(settings: Settings, recent_logs: RecentLines | None = None) -> Platfor
         events=events,
         audit=audit,
         tenants=tenants,
-        tenant_admin=TenantAdmin(tenants, audit, models),
+        tenant_admin=tenant_admin,
         metrics=HttpMetrics(),
         recent_logs=recent_logs or RecentLines(),
         runtime=runtime,

@@ -125,6 +125,12 @@ class Settings(BaseModel):
     jwt_issuer: str | None = Field(None, alias="JWT_ISSUER", description="tokens must carry this iss")
     jwt_audience: str | None = Field(None, alias="JWT_AUDIENCE", description="tokens must carry this aud")
     runtime: Literal["local", "kubernetes"] = Field("local", alias="INFERBOX_RUNTIME")
+    # The Kubernetes runtime (docs/kubernetes.md): who serves published models, on which Gateway, and
+    # the Services of inferbox's own gateway and control plane that routes and extAuth point at.
+    k8s_dataplane: Literal["inferbox", "envoy"] = Field("inferbox", alias="INFERBOX_K8S_DATAPLANE")
+    k8s_gateway: str = Field("inferbox/inferbox", alias="INFERBOX_K8S_GATEWAY")
+    k8s_gateway_service: str = Field("inferbox/inferbox-gateway:8080", alias="INFERBOX_K8S_GATEWAY_SERVICE")
+    k8s_control_service: str = Field("inferbox/inferbox:8085", alias="INFERBOX_K8S_CONTROL_SERVICE")
     gateway_port: int = Field(8080, ge=1, le=65535, alias="GATEWAY_PORT", description="the gateway's port")
     gateway_url: Annotated[str | None, _url(("http", "https"))] = Field(
         None, alias="INFERBOX_GATEWAY_URL", description="public base of published models' URLs"
@@ -200,11 +206,20 @@ class Settings(BaseModel):
             return "postgresql+psycopg://" + value.split("://", 1)[1]
         return value
 
-    @field_validator("runtime")
+    @field_validator("k8s_gateway")
     @classmethod
-    def _available(cls, value: str) -> str:
-        if value == "kubernetes":
-            raise ValueError("must be local: kubernetes is not available in this version")
+    def _namespaced_name(cls, value: str) -> str:
+        ns, _, name = value.partition("/")
+        if not (ns and name) or "/" in name:
+            raise ValueError(f"must be namespace/name, got {value!r}")
+        return value
+
+    @field_validator("k8s_gateway_service", "k8s_control_service")
+    @classmethod
+    def _service_ref(cls, value: str) -> str:
+        from inferbox.runtime.kubernetes.manifests import ServiceRef
+
+        ServiceRef.parse(value)
         return value
 
     # -- derived ---------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from inferbox.control.errors import (
 )
 from inferbox.control.validation import describe_all
 from inferbox.health import Dependency
-from inferbox.runtime import SpecRefused
+from inferbox.runtime import RuntimeUnavailable, SpecRefused
 from inferbox.runtime.client import REPLICA_ERRORS, failure
 from inferbox.store import STORE_UNAVAILABLE
 
@@ -100,6 +100,13 @@ def from_domain(exc: Exception) -> ApiError:
         return ApiError(status, exc.error, exc.details)
     if isinstance(exc, SpecRefused):
         return ApiError(400, "Invalid request format", str(exc))
+    if isinstance(exc, RuntimeUnavailable):
+        return ApiError(
+            503,
+            "Service unavailable",
+            f"The runtime is unavailable: {exc}; try again shortly",
+            headers={"Retry-After": str(STORE_RETRY_AFTER)},
+        )
     if isinstance(exc, REPLICA_ERRORS):
         f = failure(exc)
         return ApiError(f.status, f.error, f.details, headers=f.headers)
@@ -142,7 +149,7 @@ def install(
     async def _domain(_request: Request, exc: Exception) -> JSONResponse:
         return error_response(from_domain(exc))
 
-    for kind in (ControlError, SpecRefused, *REPLICA_ERRORS):
+    for kind in (ControlError, SpecRefused, RuntimeUnavailable, *REPLICA_ERRORS):
         app.add_exception_handler(kind, _domain)
 
     @app.exception_handler(StarletteHTTPException)

@@ -23,7 +23,7 @@ from inferbox.control.model_config import ModelConfig, check_name
 from inferbox.control.model_rows import ModelRecord, ModelRows
 from inferbox.control.storage_policy import StoragePolicy
 from inferbox.control.validation import validated
-from inferbox.runtime import ModelSpec, ModelStatus, Runtime, SpecRefused
+from inferbox.runtime import ModelSpec, ModelStatus, Runtime, RuntimeUnavailable, SpecRefused
 from inferbox.runtime.base import UNKNOWN
 from inferbox.server.frameworks import missing_extra
 from inferbox.store import Store
@@ -42,8 +42,12 @@ class ModelService:
         *,
         storage_policy: StoragePolicy,
         max_replicas: int = 100,
+        check_storage_here: bool = True,
     ) -> None:
         self.rows = ModelRows(store)
+        # False on Kubernetes: KServe's storage initializer fetches models inside the cluster, so
+        # whether a URI can be used is not something this machine can tell.
+        self.check_storage_here = check_storage_here
         self.storage_policy = storage_policy
         self.max_replicas = max_replicas
         self.runtime = runtime
@@ -120,7 +124,8 @@ class ModelService:
             raise InvalidField(f"Field 'framework': {extra}")
         if storage_changed:
             await in_thread(self.storage_policy.check, config.storage_uri, restricted=restricted)
-            await in_thread(self.storage_policy.check_exists, config.storage_uri)
+            if self.check_storage_here:
+                await in_thread(self.storage_policy.check_exists, config.storage_uri)
         try:
             self.runtime.check(ModelSpec(namespace, name, **config.fields()))
         except SpecRefused as exc:
@@ -184,6 +189,8 @@ class ModelService:
         )
         if isinstance(exc, SpecRefused):
             raise InvalidField(str(exc)) from None
+        if isinstance(exc, RuntimeUnavailable):
+            raise exc
         log.error("runtime failed to create %s/%s", record.namespace, record.name, exc_info=exc)
         raise OperationFailed(f"Runtime error: {exc}", "Failed to create model") from None
 
@@ -257,6 +264,8 @@ class ModelService:
         )
         if isinstance(exc, SpecRefused):
             raise InvalidField(str(exc)) from None
+        if isinstance(exc, RuntimeUnavailable):
+            raise exc
         raise OperationFailed(f"Runtime error: {exc}", "Failed to update model") from None
 
     async def delete(self, record: ModelRecord, actor: Actor) -> None:

@@ -3,6 +3,8 @@ the tenant, stopped first, when asked to). The API's routes and `inferbox tenant
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from inferbox.blocking import in_thread
 from inferbox.control.audit import FAILURE, SUCCESS, Actor, AuditLog
 from inferbox.control.errors import Conflict, InvalidField, NotFound
@@ -32,6 +34,10 @@ class TenantAdmin:
         self.directory = directory
         self.audit = audit
         self.models = models
+        # Called (blocking, in a worker thread) after a tenant is made or removed: the Kubernetes
+        # runtime's namespace for it.
+        self.on_created: list[Callable[[str], None]] = []
+        self.on_deleted: list[Callable[[str], None]] = []
 
     def create(self, name: str, actor: Actor) -> TenantView:
         """Blocking: call it in a worker thread."""
@@ -44,6 +50,8 @@ class TenantAdmin:
         except TenantExists:
             self.audit.record(actor, "tenant.create", FAILURE, target=name, details={"reason": "exists"})
             raise Conflict(f"Tenant '{name}' already exists", "Tenant already exists") from None
+        for hook in self.on_created:
+            hook(name)
         self.audit.record(actor, "tenant.create", SUCCESS, target=name, tenant=name)
         return tenant
 
@@ -66,4 +74,6 @@ class TenantAdmin:
             await in_thread(self.directory.delete, name)
         except TenantNotFound:
             raise NotFound("Tenant", f"No tenant named '{name}'") from None
+        for hook in self.on_deleted:
+            await in_thread(hook, name)
         self.audit.record(actor, "tenant.delete", SUCCESS, target=name, tenant=name, details={"force": force})

@@ -46,6 +46,11 @@ class SpecRefused(Exception):
     cannot use, ...); the message is meant for the user and names the field."""
 
 
+class RuntimeUnavailable(Exception):
+    """The backend cannot be reached or refused for its own reasons (the Kubernetes API is down or
+    answering 5xx): the caller may retry; the store keeps what was asked (the API answers 503)."""
+
+
 class RuntimeLocked(Exception):
     """Another process owns this runtime's resources (its data dir or its lease in the store)."""
 
