@@ -7,6 +7,10 @@ each hit is one atomic increment, O(1) in memory and one round trip to Redis, so
 limit. A moving window would keep one timestamp per admitted request: millions for an hourly limit.
 One `Limiter` serves the API, the login lock-out and the gateway; each names its quotas.
 
+Token budgets are spent by reservation (`reserve`, then `settle`): a request takes what it can cost at
+most before it runs (or what is left, when less), so concurrent requests can never spend together more
+than the window holds, and gives back what it did not use once it has run, into the same window only.
+
 When Redis is unreachable a limiter either answers from in-process windows (`fallback=True`: the API,
 whose limits protect the service and need not be exact for a while) or refuses with
 `LimiterUnavailable` (the gateway, whose limits are the publications' contracts: a per-process budget
@@ -29,6 +33,7 @@ from limits import RateLimitItem, RateLimitItemPerSecond
 from limits.aio.strategies import FixedWindowRateLimiter
 from limits.errors import StorageError
 from limits.storage import storage_from_string
+from redis.exceptions import RedisError
 
 from inferbox.health import Dependency
 
@@ -102,6 +107,55 @@ class Decision:
         return headers
 
 
+@dataclass(frozen=True)
+class Reservation:
+    """Tokens taken from a quota's window before a request runs. `granted` may be less than asked
+    (what was left), 0 when nothing was; `expires_at` names the window (its end, in ms on the
+    storage's clock), so that `settle` never gives back into a later one."""
+
+    key: str
+    quota: Quota
+    asked: int
+    granted: int
+    remaining: int  # left in the window after this reservation
+    reset_after: int  # seconds until the window ends
+    expires_at: int
+
+    @property
+    def state(self) -> QuotaState:
+        return QuotaState(self.quota, self.remaining, self.reset_after)
+
+
+# Reserve on Redis in one script: read the window, take what fits, open the window if it is new, and
+# answer the window's end on Redis's clock (every gateway reads the same clock).
+_RESERVE = """
+local limit, amount, expiry = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+local grant = math.min(amount, math.max(0, limit - used))
+redis.call('INCRBY', KEYS[1], grant)
+if redis.call('PTTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], expiry) end
+local pttl = redis.call('PTTL', KEYS[1])
+local t = redis.call('TIME')
+return {grant, used + grant, pttl, tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + pttl}
+"""
+# Settle on Redis: move the window's count by ARGV[1] (negative gives back) only while the window the
+# reservation was taken from lasts; a window that ended (or a new one) is left alone.
+_SETTLE = """
+local v = redis.call('GET', KEYS[1])
+local pttl = redis.call('PTTL', KEYS[1])
+if not v or pttl < 0 then return -1 end
+local t = redis.call('TIME')
+local ends = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + pttl
+if math.abs(ends - tonumber(ARGV[2])) > tonumber(ARGV[3]) then return -1 end
+local count = math.max(0, tonumber(v) + tonumber(ARGV[1]))
+redis.call('SET', KEYS[1], count, 'KEEPTTL')
+return count
+"""
+# How far apart two readings of one window's end may be (the clock's millisecond steps); a later window
+# ends at least its length later, and token windows last an hour.
+_SAME_WINDOW_MS = 500
+
+
 class LimiterUnavailable(Exception):
     """The shared rate-limit storage cannot be reached and this limiter does not fall back."""
 
@@ -123,6 +177,8 @@ class _Backends:
         self.shared_strategy = self.memory_strategy  # replaced below when Redis is configured
         self.redis = Dependency("redis")
         self.retry_at = 0.0
+        self.reserve_script: Any = None
+        self.settle_script: Any = None
         if redis_url:
             scheme, rest = redis_url.split("://", 1)
             self.shared = storage_from_string(
@@ -134,6 +190,9 @@ class _Backends:
                 socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
             )
             self.shared_strategy = FixedWindowRateLimiter(self.shared)
+            connection = self.shared.bridge.get_connection()
+            self.reserve_script = connection.register_script(_RESERVE)
+            self.settle_script = connection.register_script(_SETTLE)
 
 
 class Limiter:
@@ -232,6 +291,81 @@ class Limiter:
 
     async def states(self, key: str, quotas: Sequence[Quota]) -> tuple[QuotaState, ...]:
         return await self._run(lambda _storage, strategy: _states(strategy, key, quotas))
+
+    async def reserve(self, key: str, quota: Quota, amount: int) -> Reservation:
+        """Take up to `amount` of `quota` for `key`, atomically: what is left when that is less, 0 when
+        nothing is. Concurrent reservations never hold together more than the window's amount."""
+        amount = max(0, int(amount))
+        item = quota.item
+        storage_key = item.key_for(key, quota.name)
+
+        async def op(storage: Any, _strategy: FixedWindowRateLimiter) -> Reservation:
+            if storage is self._backends.shared:
+                grant, count, pttl, ends = await self._script(
+                    self._backends.reserve_script,
+                    storage_key,
+                    [quota.amount, amount, item.get_expiry()],
+                )
+                reset_after = max(0, math.ceil(pttl / 1000))
+            else:
+                # In process: take it all, then give back at once what went past the amount. The count
+                # only ever overstates what is held, so a racing reservation may get less, never more.
+                count = await storage.incr(storage_key, item.get_expiry(), amount=amount)
+                excess = min(amount, max(0, count - quota.amount))
+                if excess:
+                    count = await storage.decr(storage_key, excess)
+                grant = amount - excess
+                expiry = await storage.get_expiry(storage_key)
+                ends = round(expiry * 1000)
+                reset_after = max(0, math.ceil(expiry - time.time()))
+            return Reservation(
+                key, quota, amount, grant, max(0, quota.amount - count), reset_after, int(ends)
+            )
+
+        return await self._run(op)
+
+    async def settle(self, reservation: Reservation, used: int) -> QuotaState | None:
+        """Count `used` instead of what `reservation` took: give back the rest (or take the overrun)
+        in the reservation's window; once that window has ended nothing moves. The window's state
+        after, or None when it had ended."""
+        delta = max(0, int(used)) - reservation.granted
+        quota = reservation.quota
+        storage_key = quota.item.key_for(reservation.key, quota.name)
+
+        async def op(storage: Any, _strategy: FixedWindowRateLimiter) -> QuotaState | None:
+            if storage is self._backends.shared:
+                count = await self._script(
+                    self._backends.settle_script,
+                    storage_key,
+                    [delta, reservation.expires_at, _SAME_WINDOW_MS],
+                )
+                if count < 0:
+                    return None
+                expiry = await storage.get_expiry(storage_key)
+            else:
+                expiry = await storage.get_expiry(storage_key)
+                current = await storage.get(storage_key)
+                if not current or round(expiry * 1000) != reservation.expires_at:
+                    return None
+                if delta < 0:
+                    count = await storage.decr(storage_key, -delta)
+                else:
+                    count = await storage.incr(storage_key, quota.item.get_expiry(), amount=delta)
+            reset_after = max(0, math.ceil(expiry - time.time()))
+            return QuotaState(quota, max(0, quota.amount - count), reset_after)
+
+        if delta == 0:
+            (state,) = await self.states(reservation.key, (quota,))
+            return state
+        return await self._run(op)
+
+    async def _script(self, script: Any, key: str, args: list[int]) -> Any:
+        """Run one of our scripts on Redis; its failures read as the storage's own (StorageError)."""
+        prefixed = self._backends.shared.bridge.prefixed_key(key)
+        try:
+            return await asyncio.wait_for(script(keys=[prefixed], args=args), REDIS_TIMEOUT_SECONDS)
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise StorageError(exc) from exc
 
     async def clear(self, key: str, quotas: Sequence[Quota]) -> None:
         async def op(_storage: Any, strategy: FixedWindowRateLimiter) -> None:

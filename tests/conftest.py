@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from support import POSTGRES_URL, RunningServer, postgres_url, settings_for, start_server
 
-pytest_plugins = ["trained"]
+pytest_plugins = ["trained", "llm_models"]
 
 
 @pytest.fixture(scope="session")

@@ -34,6 +34,8 @@ class Action:
     method: str
     upstream: str  # the path on the replica
     answer: Answer = Answer.AS_IS
+    # An OpenAI call that generates or embeds ("chat/completions", ...): metered in tokens (gateway/llm.py).
+    endpoint: str | None = None
 
 
 class NoAction(Exception):
@@ -48,11 +50,10 @@ class NoAction(Exception):
 _V1_MODEL = re.compile(r"^/v1/models/([^/:]+)(:predict)?$")
 _V2_MODEL = re.compile(r"^/v2/models/([^/]+)(/versions/[0-9]{1,9})?(/ready|/infer)?$")
 
+_OPENAI_ENDPOINTS = ("chat/completions", "completions", "embeddings", "models")
+# Under the published path, and under its /v1, where the `openai` client (base_url = externalUrl/v1) calls.
 OPENAI_SUFFIXES = {
-    "/chat/completions": "chat/completions",
-    "/completions": "completions",
-    "/embeddings": "embeddings",
-    "/models": "models",
+    f"{prefix}/{endpoint}": endpoint for prefix in ("", "/v1") for endpoint in _OPENAI_ENDPOINTS
 }
 
 
@@ -90,12 +91,14 @@ def _versioned_or_other(model: str, rest: str) -> Action:
 
 
 def _openai(rest: str) -> Action:
-    """`modelType: openai` publications speak the OpenAI endpoints, each spending quota."""
+    """`modelType: openai` publications speak the OpenAI endpoints: generation and embeddings spend the
+    request quota and tokens; the model list is metadata, free like the other protocols' metadata."""
     endpoint = OPENAI_SUFFIXES.get(rest)
     if endpoint is None:
         raise NoAction(f"Nothing at {rest[:200] or '/'} under this published path")
-    method = "GET" if endpoint == "models" else "POST"
-    return Action(Kind.INFERENCE, method, f"/openai/v1/{endpoint}")
+    if endpoint == "models":
+        return Action(Kind.METADATA, "GET", "/openai/v1/models")
+    return Action(Kind.INFERENCE, "POST", f"/openai/v1/{endpoint}", endpoint=endpoint)
 
 
 def _check_name(name: str, model: str) -> None:

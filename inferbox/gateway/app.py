@@ -20,6 +20,7 @@ from starlette.types import Message, Receive, Scope, Send
 from inferbox.auth.tokens import TokenError, TokenService, bearer
 from inferbox.control.tenants import TenantDirectory
 from inferbox.gateway.actions import Action, Answer, Kind, NoAction
+from inferbox.gateway.llm import LlmCalls, LlmReply, openai_headers, request_state
 from inferbox.gateway.metrics import GatewayMetrics
 from inferbox.gateway.routes import Route, RouteTable
 from inferbox.gateway.upstream import Upstream
@@ -104,9 +105,18 @@ class Gateway:
         self.upstream = upstream
         self.metrics = GatewayMetrics()
         self.http = ReplicaClient(timeout=UPSTREAM_TIMEOUT_SECONDS)
+        self.llm = LlmCalls(
+            limiter,
+            usage,
+            upstream,
+            self.metrics,
+            ready_wait=READY_WAIT_SECONDS,
+            timeout=UPSTREAM_TIMEOUT_SECONDS,
+        )
 
     async def aclose(self) -> None:
         await self.http.close()
+        await self.llm.aclose()
 
     # -- ASGI ------------------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -149,8 +159,8 @@ class Gateway:
             await self._send(send, 404, {"error": "Not found", "details": exc.details})
             return
         try:
-            status, body, content_type, extra = await self._handle(scope, receive, headers, route, action)
-        except Reply as reply:
+            answer = await self._handle(scope, receive, send, headers, route, action)
+        except (Reply, LlmReply) as reply:
             await self._send(send, reply.status, reply.body, reply.headers)
             return
         except LimiterUnavailable as exc:
@@ -162,7 +172,8 @@ class Gateway:
                 {"Retry-After": str(exc.retry_after)},
             )
             return
-        await self._send_raw(send, status, body, content_type, extra)
+        if answer is not None:  # None: answered already (an openai call, perhaps streamed)
+            await self._send_raw(send, *answer)
 
     async def _health(self, send: Send) -> None:
         """Ready when it can admit calls: Redis (when configured) must answer; while the store is down
@@ -179,8 +190,14 @@ class Gateway:
         await self._send(send, 200 if healthy else 503, body)
 
     async def _handle(
-        self, scope: Scope, receive: Receive, headers: dict[str, str], route: Route, action: Action
-    ) -> tuple[int, bytes, str, dict[str, str]]:
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: dict[str, str],
+        route: Route,
+        action: Action,
+    ) -> tuple[int, bytes, str, dict[str, str]] | None:
         method = action.method
         if scope["method"] != method:
             raise Reply(
@@ -206,6 +223,9 @@ class Gateway:
         key = self._limit_key(route, address)
         decision = await self.limiter.hit(key, route.quotas)
         rate_headers = decision.headers("requestsPerMinute")
+        if route.model_type == "openai":
+            (budget,) = await self.limiter.states(key, (route.token_quota,))
+            rate_headers.update(openai_headers(request_state(decision), budget))
         if not decision.allowed:
             assert decision.refused_by is not None
             self.metrics.requests.labels(*labels, "rate_limited").inc()
@@ -215,21 +235,13 @@ class Gateway:
                 {"error": "Rate limit exceeded", "details": f"{quota.name}: {quota.describe()}"},
                 rate_headers,
             )
-        if route.model_type == "openai":
-            tokens_left = await self.limiter.test(key, (route.token_quota,))
-            if not tokens_left.allowed:
-                self.metrics.requests.labels(*labels, "rate_limited").inc()
-                quota = route.token_quota
-                raise Reply(
-                    429,
-                    {
-                        "error": "Rate limit exceeded",
-                        "details": f"tokensPerHour: {quota.amount} tokens per hour",
-                    },
-                    {**rate_headers, "Retry-After": str(tokens_left.retry_after)},
-                )
         body = await self._read_body(receive) if method == "POST" else b""
         check_binary_header(headers, len(body))
+        if action.endpoint is not None:
+            # Tokens are reserved, forwarded, streamed and settled there (gateway/llm.py).
+            await self.llm.serve(receive, send, route, action.endpoint, key, body, headers, decision)
+            self.metrics.requests.labels(*labels, "admitted").inc()
+            return None
         self.metrics.requests.labels(*labels, "admitted").inc()
         started = time.perf_counter()
         try:
@@ -238,10 +250,7 @@ class Gateway:
             )
         finally:
             self.metrics.latency.labels(*labels).observe(time.perf_counter() - started)
-        tokens = self._tokens_used(route, status, content)
-        self.usage.record(route.publication_id, tokens=tokens)
-        if tokens:
-            await self._spend_tokens(key, route, tokens)
+        self.usage.record(route.publication_id)
         return status, content, content_type, {**rate_headers, **extra}
 
     async def _refuse_credentials(self, route: Route, headers: dict[str, str], address: str) -> None:
@@ -359,28 +368,6 @@ class Gateway:
             chunks.append(chunk)
             if not message.get("more_body"):
                 return b"".join(chunks)
-
-    # -- tokens ----------------------------------------------------------------------------------
-    @staticmethod
-    def _tokens_used(route: Route, status: int, content: bytes) -> int:
-        if route.model_type != "openai" or status >= 400:
-            return 0
-        try:
-            usage = orjson.loads(content).get("usage") or {}
-            total = usage.get("total_tokens")
-            if total is None:
-                total = (usage.get("prompt_tokens") or 0) + (usage.get("completion_tokens") or 0)
-            return max(0, int(total))
-        except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
-            return 0
-
-    async def _spend_tokens(self, key: str, route: Route, tokens: int) -> None:
-        """Count tokens after the answer; what exceeds the window's remainder exhausts it."""
-        quota = route.token_quota
-        if not (await self.limiter.hit(key, (quota,), cost=min(tokens, quota.amount))).allowed:
-            (state,) = await self.limiter.states(key, (quota,))
-            if state.remaining:
-                await self.limiter.hit(key, (quota,), cost=state.remaining)
 
     # -- answers ---------------------------------------------------------------------------------
     async def _send(

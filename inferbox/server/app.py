@@ -25,8 +25,19 @@ from inferbox.server.batching import Batcher
 from inferbox.server.errors import InferenceError, ModelLoadError, one_line
 from inferbox.server.metrics import METRICS_CONTENT_TYPE, InflightStats, Metrics
 from inferbox.server.model import Model
+from inferbox.server.openai.endpoints import OpenAIEndpoints
 from inferbox.server.protocol import dumps
-from inferbox.server.rest.endpoints import JSON, Headers, Receive, Response, Route, Scope, Send, error
+from inferbox.server.rest.endpoints import (
+    JSON,
+    Headers,
+    Receive,
+    Response,
+    Route,
+    Scope,
+    Send,
+    Streamed,
+    error,
+)
 from inferbox.server.rest.v1_endpoints import V1Endpoints
 from inferbox.server.rest.v2_endpoints import V2Endpoints
 
@@ -81,6 +92,7 @@ class App:
         self._metrics = Metrics(self._stats)
         self._v1 = V1Endpoints(self)
         self._v2 = V2Endpoints(self, _server_version())
+        self._openai = OpenAIEndpoints(self)
         self._loading: asyncio.Future[Model] | None = None
         self._routes = self._build_routes()
 
@@ -100,6 +112,7 @@ class App:
         if route is None:
             route = self._miss(scope["path"], scope["method"])
         inference = route.inference
+        status = 500  # what the metrics record if the request is cancelled mid-way
         if inference:
             self._stats.enter()
         try:
@@ -111,10 +124,15 @@ class App:
                 extra = [(b"allow", route.method.encode())]
             else:
                 try:
-                    response = await route.handler(scope, receive)
-                    status, body, content_type = response[:3]
-                    if len(response) == 4:
-                        extra = response[3]
+                    answer = await route.handler(scope, receive)
+                    if isinstance(answer, Streamed):
+                        # Streams handle their own failures: once started, no error status can follow.
+                        status = answer.status
+                        await _stream(answer, receive, send)
+                        return
+                    status, body, content_type = answer[:3]
+                    if len(answer) == 4:
+                        extra = answer[3]
                 except InferenceError as exc:
                     status, body, content_type = error(exc.status, exc.message)
                 except Exception as exc:
@@ -135,7 +153,7 @@ class App:
         finally:
             if inference:
                 self._stats.leave()
-        self._metrics.observe_request(route.endpoint, status, time.perf_counter() - started)
+            self._metrics.observe_request(route.endpoint, status, time.perf_counter() - started)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -146,6 +164,9 @@ class App:
             elif message["type"] == "lifespan.shutdown":
                 if self._batcher is not None:
                     await self._batcher.close()
+                close = getattr(self.model, "close", None)  # language models stop their engine
+                if close is not None:
+                    close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -225,6 +246,7 @@ class App:
         return {
             **self._v1.routes(),
             **self._v2.routes(),
+            **self._openai.routes(),
             "/metrics": Route("metrics", "GET", self._prometheus, False),
             "/inferbox/stats": Route("stats", "GET", self._inferbox_stats, False),
         }
@@ -256,8 +278,51 @@ class App:
 
     async def _inferbox_stats(self, scope: Scope, receive: Receive) -> Response:
         stats = self._stats
-        body = {"inflight": stats.inflight, "requests": stats.requests, "busySeconds": stats.busy_seconds()}
+        body: dict[str, object] = {
+            "inflight": stats.inflight,
+            "requests": stats.requests,
+            "busySeconds": stats.busy_seconds(),
+        }
+        engine = getattr(getattr(self.model, "language", None), "engine", None)
+        if engine is not None:  # a language model: how many choices its decoding steps carried
+            body["generation"] = {
+                "steps": engine.steps,
+                "stepRows": engine.step_rows,
+                "maxStepRows": engine.max_step_rows,
+            }
         return 200, dumps(body), JSON
+
+
+async def _stream(answer: Streamed, receive: Receive, send: Send) -> None:
+    """Send a streamed answer chunk by chunk. A watcher reads ``receive`` meanwhile: once the client
+    is gone, the chunk producer is closed at its next chunk, which cancels its work."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": answer.status,
+            "headers": [(b"content-type", answer.content_type), *answer.headers],
+        }
+    )
+    gone = asyncio.Event()
+
+    async def watch() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        gone.set()
+
+    watcher = asyncio.create_task(watch())
+    try:
+        try:
+            async for chunk in answer.chunks:
+                if gone.is_set():
+                    return
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except Exception:  # the status is sent: all that is left is to end the body
+            logger.exception("stream failed")
+        await send({"type": "http.response.body", "body": b""})
+    finally:
+        watcher.cancel()
+        await answer.chunks.aclose()
 
 
 def build_app(config: AppConfig, loader: Callable[[], Model] | None = None) -> App:

@@ -38,9 +38,9 @@ class ServerProcess:
         self._stderr.seek(0)
         return self._stderr.read().decode(errors="replace")
 
-    def wait_ready(self) -> None:
+    def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
         """Poll readiness until 200; fail early, with the server's stderr, if the process exits."""
-        deadline = time.monotonic() + READY_TIMEOUT
+        deadline = time.monotonic() + timeout
         with httpx.Client(base_url=self.base_url, timeout=2.0) as client:
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:
@@ -49,7 +49,7 @@ class ServerProcess:
                     if client.get("/v2/health/ready").status_code == 200:
                         return
                 time.sleep(0.02)
-        raise AssertionError(f"server not ready after {READY_TIMEOUT} s:\n{self.stderr}")
+        raise AssertionError(f"server not ready after {timeout} s:\n{self.stderr}")
 
     def stop(self) -> int:
         """SIGTERM, wait, and return the exit code."""
@@ -71,7 +71,7 @@ class ServerProcess:
 
 @contextlib.contextmanager
 def running_server(
-    framework: str, model_dir: Path, *extra: str, name: str = "iris"
+    framework: str, model_dir: Path, *extra: str, name: str = "iris", ready_timeout: float = READY_TIMEOUT
 ) -> Iterator[ServerProcess]:
     """A ready replica on a free port; on exit it must stop cleanly on SIGTERM (exit code 0)."""
     port = free_port()
@@ -90,7 +90,7 @@ def running_server(
         base_url=f"http://127.0.0.1:{port}",
     )
     try:
-        server.wait_ready()
+        server.wait_ready(ready_timeout)
         yield server
         code = server.stop()
         assert code == 0, f"exit code {code} on SIGTERM:\n{server.stderr}"

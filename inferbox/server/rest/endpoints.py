@@ -4,7 +4,8 @@ interface an endpoint asks for its model, and reading a bounded body."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol, TypeVar
 
 from inferbox.server.batching import Batcher
@@ -21,7 +22,20 @@ Send = Callable[[Message], Awaitable[None]]
 Headers = list[tuple[bytes, bytes]]
 # status, body, content type, and optionally more response headers
 Response = tuple[int, bytes, bytes] | tuple[int, bytes, bytes, Headers]
-Handler = Callable[[Scope, Receive], Awaitable[Response]]
+
+
+@dataclass(eq=False)
+class Streamed:
+    """An answer sent in chunks as they are produced (server-sent events). The app sends each chunk
+    as it comes and closes ``chunks`` when the client disconnects, so the producer can stop."""
+
+    status: int
+    content_type: bytes
+    chunks: AsyncGenerator[bytes, None]
+    headers: Headers = field(default_factory=list)
+
+
+Handler = Callable[[Scope, Receive], Awaitable[Response | Streamed]]
 T = TypeVar("T")
 
 JSON = b"application/json"
