@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from inferbox import __version__, console
-from inferbox.api import admin, auth, models, openapi, ops, publishing, tenants, usage, ws
+from inferbox.api import admin, auth, examples, models, openapi, ops, publishing, tenants, usage, ws
 from inferbox.api.errors import install as install_error_handlers
 from inferbox.api.middleware import ApiGuard, BodyLimit, RequestContext
 from inferbox.assembly import Platform
@@ -96,7 +96,7 @@ def create_app(platform: Platform) -> FastAPI:
     )
     app.state.platform = platform
     install_error_handlers(app, platform.store_health, lambda path: openapi.allowed_methods(app, path))
-    routers = [m.router for m in (ops, auth, tenants, models, publishing, usage, admin, ws)]
+    routers = [m.router for m in (ops, auth, tenants, models, examples, publishing, usage, admin, ws)]
     for router in routers:
         app.include_router(router)
     console.install(app)
