@@ -5,7 +5,9 @@ rotate, unpublish, sign out. At 1280 px and at 390 px. Screenshots land in tests
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,23 +34,42 @@ class Walk:
         self.console_pages: list[Any] = []
         page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
         page.on("request", lambda r: self.requests.append(r.url))
-        page.on("response", lambda r: self.console_pages.append(r) if r.request.resource_type == "document" else None)
+        page.on(
+            "response",
+            lambda r: self.console_pages.append(r) if r.request.resource_type == "document" else None,
+        )
 
     def shot(self, name: str) -> None:
         self.count += 1
-        self.page.screenshot(path=str(self.folder / f"{self.label}-{self.count:02d}-{name}.png"), full_page=True)
+        self.page.screenshot(
+            path=str(self.folder / f"{self.label}-{self.count:02d}-{name}.png"), full_page=True
+        )
+
+
+def nav(page: Any, name: str) -> Any:
+    return page.get_by_role("navigation", name="Main").get_by_role("link", name=name, exact=True)
 
 
 def gateway_call(url: str, key: str) -> int:
-    return httpx.post(f"{url}/predict", headers={"X-API-Key": key}, json={"instances": [IRIS_ROW]}, timeout=30).status_code
+    return httpx.post(
+        f"{url}/predict", headers={"X-API-Key": key}, json={"instances": [IRIS_ROW]}, timeout=30
+    ).status_code
 
 
 @pytest.mark.parametrize("width", list(WIDTHS))
 def test_the_walk(
-    width: str, console_server: RunningServer, chromium: Any, sklearn_dir: Path, artifacts: Path
+    width: str,
+    module_servers: Callable[..., RunningServer],
+    chromium: Any,
+    sklearn_dir: Path,
+    artifacts: Path,
 ) -> None:
+    # A control plane per width: each walk starts from an empty install, as a new user's does.
+    console_server = module_servers()
     tenant, model = f"walk-{width}", f"iris-{width}"
-    context = chromium.new_context(viewport=WIDTHS[width], color_scheme="light" if width == "wide" else "dark")
+    context = chromium.new_context(
+        viewport=WIDTHS[width], color_scheme="light" if width == "wide" else "dark"
+    )
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=console_server.base_url)
     page = context.new_page()
     walk = Walk(page, artifacts, width)
@@ -73,10 +94,10 @@ def _walk(walk: Walk, page: Any, srv: RunningServer, tenant: str, model: str, mo
     page.get_by_label("Password").fill("password")
     page.get_by_role("button", name="Sign in", exact=True).click()
     page.get_by_text("admin (admin)").wait_for()
-    page.get_by_role("link", name="Overview").click()
+    nav(page, "Overview").click()
     page.get_by_role("heading", name="Nodes").wait_for()
     walk.shot("admin-overview")
-    page.get_by_role("link", name="Tenants").click()
+    nav(page, "Tenants").click()
     page.get_by_label("New tenant").fill(tenant)
     page.get_by_role("button", name="Create tenant").click()
     row = page.locator("tr", has_text=tenant)
@@ -87,7 +108,7 @@ def _walk(walk: Walk, page: Any, srv: RunningServer, tenant: str, model: str, mo
     assert token.count(".") == 2
     walk.shot("admin-tenant-token")
     # The audit log shows the minting, filtered to this tenant.
-    page.get_by_role("link", name="Audit log").click()
+    nav(page, "Audit log").click()
     page.get_by_label("Tenant").fill(tenant)
     page.get_by_role("button", name="Filter").click()
     page.locator("td", has_text="tenant.tokenIssued").first.wait_for()
@@ -105,7 +126,7 @@ def _walk(walk: Walk, page: Any, srv: RunningServer, tenant: str, model: str, mo
     walk.shot("models-empty")
 
     # Deploy: a bad storage URI is refused at its field (as text), then the real one.
-    page.get_by_role("link", name="Deploy", exact=True).first.click()
+    nav(page, "Deploy").click()
     page.get_by_label("Name").fill(model)
     page.get_by_label("Framework").select_option("sklearn")
     page.get_by_label("Storage URI").fill(XSS)
@@ -143,7 +164,7 @@ def _walk(walk: Walk, page: Any, srv: RunningServer, tenant: str, model: str, mo
     # Publish with a small minute limit and a description that is markup.
     page.get_by_role("tab", name="Publishing").click()
     page.get_by_label("requestsPerMinute").fill("3")
-    page.get_by_label("Metadata (JSON)").fill('{"description": "%s"}' % XSS)
+    page.get_by_label("Metadata (JSON)").fill(json.dumps({"description": XSS}))
     page.get_by_role("button", name="Publish", exact=True).click()
     page.get_by_text("It will not be shown again").wait_for()
     key = page.get_by_test_id("api-key").inner_text().strip()
@@ -186,7 +207,7 @@ def _walk(walk: Walk, page: Any, srv: RunningServer, tenant: str, model: str, mo
     page.get_by_role("button", name="I have saved the key").click()
 
     # The list of publications shows the masked key only.
-    page.get_by_role("link", name="Publications").click()
+    nav(page, "Publications").click()
     masked = page.locator("tr", has_text=model).locator("td.mono").nth(1)
     masked.wait_for()
     assert new_key not in masked.inner_text() and masked.inner_text().startswith("pk_live_")
@@ -200,7 +221,7 @@ def _walk(walk: Walk, page: Any, srv: RunningServer, tenant: str, model: str, mo
     assert gateway_call(url, new_key) == 404
 
     # The model list, searched.
-    page.get_by_role("link", name="Models", exact=True).click()
+    nav(page, "Models").click()
     page.get_by_label("Search models by name").fill(XSS)
     page.get_by_text("No model matches the filter.").wait_for()
     page.get_by_label("Search models by name").fill(model[:4])
