@@ -12,8 +12,20 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
-from inferbox import __version__
-from inferbox.api import admin, auth, frameworks, models, openapi, ops, publishing, tenants, ws
+from inferbox import __version__, console
+from inferbox.api import (
+    admin,
+    auth,
+    examples,
+    frameworks,
+    models,
+    openapi,
+    ops,
+    publishing,
+    tenants,
+    usage,
+    ws,
+)
 from inferbox.api.errors import install as install_error_handlers
 from inferbox.api.middleware import ApiGuard, BodyLimit, RequestContext
 from inferbox.assembly import Platform
@@ -96,9 +108,12 @@ def create_app(platform: Platform) -> FastAPI:
     )
     app.state.platform = platform
     install_error_handlers(app, platform.store_health, lambda path: openapi.allowed_methods(app, path))
-    routers = [m.router for m in (ops, auth, tenants, models, frameworks, publishing, admin, ws)]
+    routers = [
+        m.router for m in (ops, auth, tenants, models, frameworks, examples, publishing, usage, admin, ws)
+    ]
     for router in routers:
         app.include_router(router)
+    console.install(app)
     app.openapi = lambda: openapi.document(app, routers)  # type: ignore[method-assign]
     _add_middleware(app, platform)
     return app

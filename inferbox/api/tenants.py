@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse
 
 from inferbox.api.deps import AdminDep, PlatformDep, actor_of
+from inferbox.api.errors import ApiError
 from inferbox.blocking import in_thread
+from inferbox.control.audit import SUCCESS
 from inferbox.control.tenants import TenantView
 from inferbox.timefmt import iso
+
+# A minted token lives from a minute to the longest INFERBOX_TOKEN_TTL_SECONDS allows.
+MIN_TOKEN_TTL = 60
+MAX_TOKEN_TTL = 30 * 86400
 
 router = APIRouter(tags=["admin"])
 
@@ -60,3 +68,52 @@ async def delete_tenant(
 ) -> JSONResponse:
     await platform.tenant_admin.delete(name, actor_of(admin, request), force=force)
     return JSONResponse({"message": "Tenant deleted successfully", "name": name})
+
+
+class TokenRequest(BaseModel):
+    ttlSeconds: int | None = Field(
+        None,
+        ge=MIN_TOKEN_TTL,
+        le=MAX_TOKEN_TTL,
+        description=f"how long the token is valid, {MIN_TOKEN_TTL} s to {MAX_TOKEN_TTL} s (30 days); "
+        "default INFERBOX_TOKEN_TTL_SECONDS",
+        examples=[3600],
+    )
+
+
+class TokenOut(BaseModel):
+    token: str
+    tenant: str
+    subject: str
+    expiresAt: str = Field(description="RFC 3339, UTC")
+
+
+@router.post(
+    "/api/admin/tenants/{name}/token",
+    response_model=TokenOut,
+    summary="Mint a token for a user of a tenant",
+    description="For the console's sign-in as a tenant, and for scripts. Audited as `tenant.tokenIssued` "
+    "(never the token itself). An unknown tenant is 404.",
+)
+async def mint_token(
+    name: str,
+    request: Request,
+    admin: AdminDep,
+    platform: PlatformDep,
+    body: TokenRequest | None = None,
+) -> TokenOut:
+    if len(name) > 63 or not await platform.tenants.exists_async(name):
+        raise ApiError(404, "Tenant not found", f"No tenant named '{name[:63]}'")
+    ttl = body.ttlSeconds if body is not None else None
+    subject = f"{name}-user"
+    token, exp = platform.tokens.issue_tenant_expiring(name, subject, ttl)
+    expires = iso(datetime.fromtimestamp(exp, UTC))
+    platform.audit.record(
+        actor_of(admin, request),
+        "tenant.tokenIssued",
+        SUCCESS,
+        target=name,
+        tenant=name,
+        details={"subject": subject, "expiresAt": expires},
+    )
+    return TokenOut(token=token, tenant=name, subject=subject, expiresAt=expires)

@@ -65,8 +65,14 @@ class TokenService:
         return self._sign({"sub": username, "tenant": "admin", "name": "Administrator", "isAdmin": True}, ttl)
 
     def issue_tenant(self, tenant: str, subject: str | None = None, ttl: int | None = None) -> str:
-        token, _ = self._sign({"sub": subject or f"{tenant}-user", "tenant": tenant}, ttl)
+        token, _ = self.issue_tenant_expiring(tenant, subject, ttl)
         return token
+
+    def issue_tenant_expiring(
+        self, tenant: str, subject: str | None = None, ttl: int | None = None
+    ) -> tuple[str, int]:
+        """A tenant user's token and its `exp` (seconds since the epoch)."""
+        return self._sign({"sub": subject or f"{tenant}-user", "tenant": tenant}, ttl)
 
     # -- verifying -------------------------------------------------------------------------------
     async def verify_async(self, token: str) -> Principal:

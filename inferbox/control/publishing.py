@@ -27,7 +27,7 @@ from inferbox.control.publish_config import PublishConfig
 from inferbox.control.publishing_docs import documentation
 from inferbox.control.validation import validated
 from inferbox.store import Store, affected
-from inferbox.store.tables import ApiKey, Model, Publication, Usage
+from inferbox.store.tables import ApiKey, Model, Publication, Usage, UsageBucket
 from inferbox.timefmt import iso, now
 
 log = logging.getLogger("inferbox.publishing")
@@ -276,9 +276,12 @@ class PublishingService:
 
     def _remove(self, model: ModelRecord) -> bool:
         with self.store.session() as session:
+            pub_id = session.scalar(select(Publication.id).where(Publication.model_id == model.id))
             removed = (
                 affected(session.execute(delete(Publication).where(Publication.model_id == model.id))) > 0
             )
+            # Its usage history goes with it: SQLite may give the next publication the same id.
+            session.execute(delete(UsageBucket).where(UsageBucket.publication_id == pub_id))
         if removed:
             self._changed()
         return removed

@@ -229,6 +229,7 @@ class Gateway:
         if not decision.allowed:
             assert decision.refused_by is not None
             self.metrics.requests.labels(*labels, "rate_limited").inc()
+            self.usage.refused(route.publication_id, "rateLimited")
             quota = decision.refused_by
             raise Reply(
                 429,
@@ -257,6 +258,7 @@ class Gateway:
         """Raise the answer for a caller whose credential was missing or refused: 401, or 429 once
         the address spent its budget of refusals."""
         self.metrics.requests.labels(route.namespace, route.model, "unauthorized").inc()
+        self.usage.refused(route.publication_id, "unauthorized")
         flood = await self.limiter.hit(f"gw:authfail:{address}", AUTH_FAILURES)
         if not flood.allowed:
             assert flood.refused_by is not None

@@ -200,6 +200,7 @@ class LlmCalls:
         self, route: Route, budget: QuotaState, base: dict[str, str], requests: QuotaState | None
     ) -> LlmReply:
         self.metrics.requests.labels(route.namespace, route.model, "rate_limited").inc()
+        self.usage.refused(route.publication_id, "rateLimited")
         quota = route.token_quota
         retry = str(max(1, budget.reset_after))
         return LlmReply(

@@ -177,3 +177,20 @@ class AuditEntry(Base):
     request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     source_ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class UsageBucket(Base):
+    """A publication's calls in one minute, as the gateways counted them: admitted requests, tokens,
+    and refusals apart (a refused credential, a refused quota). Kept for `BUCKET_RETENTION` (see
+    gateway/usage.py); no foreign key, so that a gateway flushing a minute of a publication just
+    removed does not fail its whole batch (readers only look at buckets since the publication's
+    creation, and pruning drops those of removed publications)."""
+
+    __tablename__ = "usage_buckets"
+
+    publication_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    start: Mapped[datetime] = mapped_column(primary_key=True)
+    requests: Mapped[int] = mapped_column(BigInteger, default=0)
+    tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    unauthorized: Mapped[int] = mapped_column(BigInteger, default=0)
+    rate_limited: Mapped[int] = mapped_column(BigInteger, default=0)
