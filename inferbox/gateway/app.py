@@ -219,6 +219,9 @@ class Gateway:
             status, content, content_type, extra = await self._forward(route, action, b"", headers, wait)
             if action.answer is Answer.V1_LIVE and status == 200:
                 return 200, b'{"status":"alive"}', "application/json", {}
+            if route.model_type == "openai":
+                # OpenAI's clients read where their budget stands from any answer; telling costs nothing.
+                extra = {**extra, **await self._openai_headers(route, address)}
             return status, content, content_type, extra
         key = self._limit_key(route, address)
         decision = await self.limiter.hit(key, route.quotas)
@@ -253,6 +256,16 @@ class Gateway:
             self.metrics.latency.labels(*labels).observe(time.perf_counter() - started)
         self.usage.record(route.publication_id)
         return status, content, content_type, {**rate_headers, **extra}
+
+    async def _openai_headers(self, route: Route, address: str) -> dict[str, str]:
+        """Where the request and token budgets stand, in OpenAI's header names and ours, spending none."""
+        key = self._limit_key(route, address)
+        states = await self.limiter.states(key, (*route.quotas, route.token_quota))
+        decision = Decision(True, states[:-1])
+        return {
+            **decision.headers("requestsPerMinute"),
+            **openai_headers(request_state(decision), states[-1]),
+        }
 
     async def _refuse_credentials(self, route: Route, headers: dict[str, str], address: str) -> None:
         """Raise the answer for a caller whose credential was missing or refused: 401, or 429 once

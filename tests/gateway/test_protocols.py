@@ -27,12 +27,6 @@ from tritonclient.utils import InferenceServerException
 
 T = TypeVar("T")
 
-BINARY_PENDING = pytest.mark.xfail(
-    strict=True,
-    reason="binary tensors need the replica's binary extension (issue 12 item 2, serverproto); "
-    "the gateway already carries the body and Inference-Header-Content-Length unchanged",
-)
-
 
 @dataclass(frozen=True)
 class Published:
@@ -132,7 +126,6 @@ def test_kserve_v2_health_and_json_infer(pub: Published) -> None:
     assert response.outputs[0].as_numpy().tolist() == [2]
 
 
-@BINARY_PENDING
 def test_kserve_v2_binary_infer(pub: Published) -> None:
     request = InferRequest(pub.model, [iris_input(binary=True)])
     response = run(lambda c: c.infer(pub.url, request, pub.model, headers=dict(pub.headers)), "v2")
@@ -173,7 +166,6 @@ def test_tritonclient_health_metadata_and_json_infer(triton_client: Any, pub: Pu
     assert bearer.get_response()["model_name"] == "iris"
 
 
-@BINARY_PENDING
 def test_tritonclient_binary_infer(triton_client: Any, pub: Published) -> None:
     result = triton_infer(triton_client, pub, binary=True)
     name = result.get_response()["outputs"][0]["name"]
@@ -335,7 +327,6 @@ def test_hostile_binary_headers_are_400_at_the_gateway(pub: Published, value: st
         assert says in r.json()["details"]
 
 
-@BINARY_PENDING
 def test_a_binary_request_passes_through_unchanged(pub: Published) -> None:
     headers = {
         **pub.headers,
