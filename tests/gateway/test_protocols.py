@@ -265,6 +265,15 @@ def test_another_model_or_an_unknown_path_is_404(pub: Published, method: str, re
     assert set(r.json()) == {"error", "details"}
 
 
+def test_without_a_key_a_wrong_name_or_method_is_401_like_any_path(pub: Published) -> None:
+    # A 404 or 405 before the key check would tell which model name the published path serves.
+    with client_from(pub.url, "127.0.31.4") as anonymous:
+        for method, rest in (("GET", "/v2/models/other"), ("GET", "/v2/models/iris/infer"), ("GET", "/v3")):
+            r = anonymous.request(method, rest)
+            assert r.status_code == 401, (method, rest)
+            assert r.json()["error"] == "Authentication required"
+
+
 def test_a_prefix_matches_only_at_a_segment_boundary(pub: Published) -> None:
     r = httpx.get(f"{pub.url}x/v2/health/live", headers=pub.headers)
     assert r.status_code == 404
