@@ -61,12 +61,3 @@ def test_other_paths_are_not_there(rest: str, says: str) -> None:
         IRIS.parse(rest)
     assert says in missing.value.details
     assert len(missing.value.details) < 300  # a long path is not echoed whole
-
-
-def test_openai_publications_serve_the_openai_endpoints_only() -> None:
-    chat = Actions("chat", "openai")
-    assert chat.parse("/chat/completions") == Action(Kind.INFERENCE, "POST", "/openai/v1/chat/completions")
-    assert chat.parse("/models") == Action(Kind.INFERENCE, "GET", "/openai/v1/models")
-    for rest in ("", "/predict", "/v2/models/chat/infer"):
-        with pytest.raises(NoAction):
-            chat.parse(rest)
