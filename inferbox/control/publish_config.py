@@ -142,13 +142,13 @@ def check_external_path(path: str) -> str:
     for prefix in RESERVED_PREFIXES:
         if path == prefix or path.startswith(prefix + "/"):
             raise field_error(f"must not use the reserved prefix {prefix}")
-    for segment in PROTOCOL_SEGMENTS:
-        if segment in path.split("/"):
-            raise field_error(f"must not hold a /{segment} segment: the gateway serves the protocol there")
     # A path ending in an action would shadow another route's action (`/models/x/predict`).
     for suffix in ACTION_SUFFIXES:
         if path.endswith(suffix):
             raise field_error(f"must not end with {suffix}: the gateway adds it")
+    for segment in PROTOCOL_SEGMENTS:
+        if segment in path.split("/"):
+            raise field_error(f"must not hold a /{segment} segment: the gateway serves the protocol there")
     return path
 
 

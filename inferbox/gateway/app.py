@@ -153,11 +153,11 @@ class Gateway:
             await self._send(send, 404, {"error": "Not found", "details": f"No published model at {path}"})
             return
         route, rest = found
+        action: Action | NoAction
         try:
             action = route.actions.parse(rest)
         except NoAction as exc:
-            await self._send(send, 404, {"error": "Not found", "details": exc.details})
-            return
+            action = exc  # answered after the credential check: see _handle
         try:
             answer = await self._handle(scope, receive, send, headers, route, action)
         except (Reply, LlmReply) as reply:
@@ -196,8 +196,18 @@ class Gateway:
         send: Send,
         headers: dict[str, str],
         route: Route,
-        action: Action,
+        action: Action | NoAction,
     ) -> tuple[int, bytes, str, dict[str, str]] | None:
+        self._check_length(headers)
+        labels = (route.namespace, route.model)
+        client = scope.get("client")
+        address = client[0] if client else "unknown"
+        if not await self._authorized(route, headers):
+            await self._refuse_credentials(route, headers, address)
+        # A wrong model name or method is told only to a caller with a credential: before it, a 404 or
+        # 405 would say which name a published path serves.
+        if isinstance(action, NoAction):
+            raise Reply(404, {"error": "Not found", "details": action.details})
         method = action.method
         if scope["method"] != method:
             raise Reply(
@@ -205,12 +215,6 @@ class Gateway:
                 {"error": "Method not allowed", "details": f"Use {method} on this path"},
                 {"Allow": method},
             )
-        self._check_length(headers)
-        labels = (route.namespace, route.model)
-        client = scope.get("client")
-        address = client[0] if client else "unknown"
-        if not await self._authorized(route, headers):
-            await self._refuse_credentials(route, headers, address)
         if action.kind is not Kind.INFERENCE:
             # Health and metadata: authenticated, never metered (a client's probes must not eat the
             # budget of its predictions), and not counted in usage.
@@ -356,7 +360,7 @@ class Gateway:
         """One call to a replica; the body goes as it came (JSON or binary tensors), with the headers
         that say how to read it, and the answer's own such headers come back."""
         send_headers = {"content-type": headers.get("content-type", "application/json")}
-        binary = headers.get(BINARY_HEADER)
+        binary = headers.get(BINARY_HEADER) if action.method == "POST" else None
         if binary is not None:
             send_headers[BINARY_HEADER] = binary.strip()
         request_id = headers.get("x-request-id")

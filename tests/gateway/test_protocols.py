@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import tritonclient.http as triton
 from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
-from support import IRIS_ROW, RunningServer, deploy, publish
+from support import IRIS_ROW, RunningServer, client_from, deploy, publish
 from tritonclient.utils import InferenceServerException
 
 T = TypeVar("T")
@@ -66,8 +66,13 @@ def pub(srv: RunningServer) -> Published:
 
 @pytest.fixture(scope="module")
 def tight(srv: RunningServer) -> Published:
-    """Two inference calls a minute: what the quota tests spend."""
-    return _published(srv, "tight", {"rateLimiting": {"requestsPerMinute": 2, "burstLimit": 100}})
+    """Two inference calls a minute: what the quota tests spend. Published under iris's path, so every
+    call to it also shows that the longest externalPath wins."""
+    config = {
+        "externalPath": "/models/iris/tight",
+        "rateLimiting": {"requestsPerMinute": 2, "burstLimit": 100},
+    }
+    return _published(srv, "tight", config)
 
 
 def run(make: Callable[[InferenceRESTClient], Awaitable[T]], protocol: str, address: str | None = None) -> T:
@@ -252,10 +257,29 @@ def test_another_model_or_an_unknown_path_is_404(pub: Published, method: str, re
     assert set(r.json()) == {"error", "details"}
 
 
+def test_without_a_key_a_wrong_name_or_method_is_401_like_any_path(pub: Published) -> None:
+    # A 404 or 405 before the key check would tell which model name the published path serves.
+    with client_from(pub.url, "127.0.31.4") as anonymous:
+        for method, rest in (("GET", "/v2/models/other"), ("GET", "/v2/models/iris/infer"), ("GET", "/v3")):
+            r = anonymous.request(method, rest)
+            assert r.status_code == 401, (method, rest)
+            assert r.json()["error"] == "Authentication required"
+
+
 def test_a_prefix_matches_only_at_a_segment_boundary(pub: Published) -> None:
     r = httpx.get(f"{pub.url}x/v2/health/live", headers=pub.headers)
     assert r.status_code == 404
     assert r.json()["error"] == "Not found"
+
+
+def test_the_longest_external_path_wins(pub: Published, tight: Published) -> None:
+    assert tight.url == f"{pub.url}/tight"
+    assert httpx.get(tight.url, headers=tight.headers).json()["name"] == "tight"
+    assert httpx.get(f"{tight.url}/v2/models/tight", headers=tight.headers).json()["name"] == "tight"
+    assert httpx.get(pub.url, headers=pub.headers).json()["name"] == "iris"
+    # Each route keeps its own key.
+    with client_from(tight.url, "127.0.31.3", **pub.headers) as other_key:
+        assert other_key.get("").status_code == 401
 
 
 def test_tritonclient_hears_false_for_another_model(triton_client: Any, pub: Published) -> None:
