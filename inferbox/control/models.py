@@ -96,6 +96,7 @@ class ModelService:
                     "total": status.total,
                 },
                 "restarts": status.restarts,
+                "grpcPort": status.grpc_port,
                 "reason": status.reason,
                 "message": status.message,
                 "conditions": [c.to_json() for c in status.conditions],

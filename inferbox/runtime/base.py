@@ -107,6 +107,8 @@ class ModelStatus:
     reason: str | None = None
     message: str | None = None
     port: int | None = None
+    # Where the replicas serve the gRPC Open Inference Protocol (on the host of `url`), when they do.
+    grpc_port: int | None = None
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,7 @@ class ObservedModel(Protocol):
     # Scaled to zero after being Ready.
     idle_ready: bool
     port: int | None
+    grpc_port: int | None
     closing: bool
 
 
@@ -113,6 +114,7 @@ class StatusReporter:
             reason=short,
             message=None if short is None else latest_message,
             port=model.port,
+            grpc_port=model.grpc_port,
         )
 
     def record(self) -> None:
