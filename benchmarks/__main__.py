@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -283,7 +284,7 @@ class Bench:
                 "inferbox V2 binary 32x4 FP32 direct",
                 Load(v2_url, binary_body, binary_headers),
             )
-            grpc_host = model["url"].split("//", 1)[1].rsplit(":", 1)[0]
+            grpc_host = urlsplit(model["url"]).hostname
             self.run_grpc(
                 "inferbox-grpc-direct",
                 "inferbox gRPC direct",
