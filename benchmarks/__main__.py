@@ -25,10 +25,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
-from benchmarks import inferbox_setup, iris, measures, peers, report
+from benchmarks import grpc_load, inferbox_setup, iris, measures, peers, report
 from benchmarks.drivers import Driver, Load, pick_driver
 from benchmarks.procs import Processes, descendants, rss_mb
 
@@ -38,6 +39,7 @@ MARKDOWN = ROOT / "docs" / "benchmarks.md"
 SYSTEMS = ("kserve", "mlserver", "inferbox")
 SHAPES = ((1, 1), (32, 2))  # (connections, threads): wrk -t1 -c1 and -t2 -c32
 LIST_TOTAL = 1000
+GRPC_INFER = "/inference.GRPCInferenceService/ModelInfer"
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -104,6 +106,8 @@ class Bench:
         )
         if response.status_code != 200:
             raise RuntimeError(f"{load.url} answered {response.status_code}: {response.text[:500]}")
+        if "inference-header-content-length" in response.headers:  # binary tensors: the JSON header
+            return json.loads(response.content[: int(response.headers["inference-header-content-length"])])
         return response.json()
 
     def run_load(
@@ -130,6 +134,29 @@ class Bench:
                 f"  {label:<34} c{connections:<3} {result.rps:>10,.0f} req/s"
                 f"  p50 {result.p50_ms or 0:7.2f} ms  p99 {result.p99_ms or 0:7.2f} ms"
                 f"  non-2xx {result.non_2xx + result.socket_errors}",
+                flush=True,
+            )
+
+    def run_grpc(self, row_id: str, label: str, load: grpc_load.GrpcLoad) -> None:
+        """As `run_load`, for a gRPC endpoint driven by the grpc.aio loop (see grpc_load.py)."""
+        answer = grpc_load.call_once(load)
+        if not self.args.quick:
+            grpc_load.run(load, connections=32, duration=1.0)
+        for connections, _threads in SHAPES:
+            result = grpc_load.run(load, connections=connections, duration=self.args.duration)
+            row = {
+                "id": row_id,
+                "label": label,
+                "url": f"grpc://{load.address}{load.method}",
+                "predict": True,
+            }
+            row.update(result.to_json())
+            row["answer"] = {"bytes": len(answer)}
+            self.rows.append(row)
+            print(
+                f"  {label:<34} c{connections:<3} {result.rps:>10,.0f} req/s"
+                f"  p50 {result.p50_ms or 0:7.2f} ms  p99 {result.p99_ms or 0:7.2f} ms"
+                f"  non-OK {result.non_2xx + result.socket_errors}",
                 flush=True,
             )
 
@@ -192,7 +219,7 @@ class Bench:
             return
         model_dir = self.peer_model_dir("mlserver", python)
         print("mlserver: starting mlserver start", flush=True)
-        proc, base = peers.start_mlserver(
+        proc, base, grpc_address = peers.start_mlserver(
             self.procs, python, model_dir / "model.joblib", self.work / "mlserver", self.work / "logs"
         )
         try:
@@ -201,6 +228,11 @@ class Bench:
             self.measures["mlserver_idle_rss_mb"] = sum(rss_mb(p) or 0.0 for p in tree)
             load = Load(f"{base}/v2/models/iris/infer", iris.v2_body())
             self.run_load("mlserver-direct", "MLServer V2 direct", load)
+            self.run_grpc(
+                "mlserver-grpc-direct",
+                "MLServer gRPC direct",
+                grpc_load.GrpcLoad(grpc_address, GRPC_INFER, iris.grpc_infer_request()),
+            )
         finally:
             self.procs.stop(proc)
 
@@ -250,6 +282,26 @@ class Bench:
             ]
             for row_id, label, load in loads:
                 self.run_load(row_id, label, load)
+            v2_url = model["url"].replace("/v1/models/iris:predict", "/v2/models/iris/infer")
+            binary_body, binary_headers = iris.v2_binary_batch()
+            self.run_load(
+                "inferbox-v2-json-batch",
+                "inferbox V2 JSON 32x4 FP32 direct",
+                Load(v2_url, iris.v2_json_batch()),
+            )
+            self.run_load(
+                "inferbox-v2-binary-batch",
+                "inferbox V2 binary 32x4 FP32 direct",
+                Load(v2_url, binary_body, binary_headers),
+            )
+            grpc_host = urlsplit(model["url"]).hostname
+            self.run_grpc(
+                "inferbox-grpc-direct",
+                "inferbox gRPC direct",
+                grpc_load.GrpcLoad(
+                    f"{grpc_host}:{model['statusDetails']['grpcPort']}", GRPC_INFER, iris.grpc_infer_request()
+                ),
+            )
             validate = Load(f"{ibx.base_url}/api/validate-api-key", b"{}", {"X-API-Key": key})
             self.run_load(
                 "validate-api-key", "POST /api/validate-api-key", validate, shapes=((32, 2),), predict=False

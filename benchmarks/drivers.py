@@ -128,7 +128,14 @@ def lua_script(load: Load) -> str:
         out = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
         return f'"{out}"'
 
-    lines = [f"wrk.method = {quoted(load.method)}", f"wrk.body = {quoted(load.body.decode())}"]
+    def quoted_bytes(value: bytes) -> str:
+        # Printable ASCII as is (but for the quote and the backslash), every other byte as Lua's \ddd:
+        # binary bodies (the V2 binary tensor extension) hold any byte.
+        special = {34: '\\"', 92: "\\\\"}
+        out = "".join(special.get(b) or (chr(b) if 32 <= b < 127 else f"\\{b:03d}") for b in value)
+        return f'"{out}"'
+
+    lines = [f"wrk.method = {quoted(load.method)}", f"wrk.body = {quoted_bytes(load.body)}"]
     headers = {"Content-Type": "application/json", **load.headers}
     lines += [f"wrk.headers[{quoted(k)}] = {quoted(v)}" for k, v in headers.items()]
     return "\n".join(lines) + "\n"

@@ -7,6 +7,7 @@ the scikit-learn it will unpickle with (the peers' venvs may carry another versi
 from __future__ import annotations
 
 import json
+import struct
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -63,3 +64,47 @@ def v2_body() -> bytes:
 def api_body() -> bytes:
     """inferbox's `/api/models/{name}/predict`: the V1 body under `inputData`."""
     return json.dumps({"inputData": {"instances": [ROW]}}).encode()
+
+
+#: The batch of the binary-tensor comparison: 32 rows of 4 FP32 features.
+BATCH_ROWS = 32
+
+
+def v2_json_batch() -> bytes:
+    """V2 JSON: one FP32 tensor of shape [32, 4], the twin of `v2_binary_batch`."""
+    tensor = {
+        "name": "predict",
+        "shape": [BATCH_ROWS, len(ROW)],
+        "datatype": "FP32",
+        "data": [ROW] * BATCH_ROWS,
+    }
+    return json.dumps({"inputs": [tensor]}).encode()
+
+
+def v2_binary_batch() -> tuple[bytes, dict[str, str]]:
+    """V2 with the binary tensor extension both ways: the [32, 4] FP32 tensor as raw bytes after the JSON
+    header, and the outputs asked for in binary; returns the body and its headers."""
+    raw = struct.pack(f"<{BATCH_ROWS * len(ROW)}f", *(ROW * BATCH_ROWS))
+    tensor = {
+        "name": "predict",
+        "shape": [BATCH_ROWS, len(ROW)],
+        "datatype": "FP32",
+        "parameters": {"binary_data_size": len(raw)},
+    }
+    header = json.dumps({"inputs": [tensor], "parameters": {"binary_data_output": True}}).encode()
+    headers = {
+        "Content-Type": "application/octet-stream",
+        "Inference-Header-Content-Length": str(len(header)),
+    }
+    return header + raw, headers
+
+
+def grpc_infer_request(model: str = "iris") -> bytes:
+    """A serialised gRPC ModelInferRequest: one FP64 row of shape [1, 4] in typed contents (which every
+    Open Inference Protocol server reads; MLServer and inferbox alike)."""
+    from inferbox.server.grpc import oip_pb2 as pb
+
+    request = pb.ModelInferRequest(model_name=model)
+    tensor = request.inputs.add(name="predict", datatype="FP64", shape=[1, len(ROW)])
+    tensor.contents.fp64_contents.extend(ROW)
+    return request.SerializeToString()

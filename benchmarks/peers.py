@@ -147,9 +147,10 @@ def start_kserve(procs: Processes, python: Path, model_dir: Path, logs: Path) ->
 
 def start_mlserver(
     procs: Processes, python: Path, model_file: Path, root: Path, logs: Path
-) -> tuple[Proc, str]:
+) -> tuple[Proc, str, str]:
     """`mlserver start ROOT` with settings.json setting only the three ports and ROOT/iris holding
-    model-settings.json (mlserver_sklearn.SKLearnModel) and the model; returns it and its HTTP base URL."""
+    model-settings.json (mlserver_sklearn.SKLearnModel) and the model; returns it, its HTTP base URL and
+    its gRPC address (host:port)."""
     http_port, grpc_port, metrics_port = free_port(), free_port(), free_port()
     model_dir = root / "iris"
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -170,4 +171,4 @@ def start_mlserver(
     )
     base = f"http://127.0.0.1:{http_port}"
     wait_http(f"{base}/v2/models/iris/ready", proc)
-    return proc, base
+    return proc, base, f"127.0.0.1:{grpc_port}"

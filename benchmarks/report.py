@@ -115,6 +115,21 @@ def targets(rows: list[dict[str, Any]], measures: dict[str, Any]) -> list[dict[s
     else:
         add("published p50 at 1 connection ≤ KServe direct p50 at 1 connection", "not measured", None)
 
+    binary32, json32 = _row(rows, "inferbox-v2-binary-batch", 32), _row(rows, "inferbox-v2-json-batch", 32)
+    name = "V2 binary tensors (32x4 FP32) direct no slower than JSON at 32 connections"
+    if binary32 and json32 and json32["rps"]:
+        ratio = binary32["rps"] / json32["rps"]
+        add(name, f"{ratio:.2f}x ({binary32['rps']:,.0f} vs {json32['rps']:,.0f} req/s)", ratio >= 1.0)
+    else:
+        add(name, "not measured", None)
+    grpc32, ml_grpc32 = _row(rows, "inferbox-grpc-direct", 32), _row(rows, "mlserver-grpc-direct", 32)
+    name = "gRPC direct ≥ 1.5x MLServer gRPC at 32 connections"
+    if grpc32 and ml_grpc32 and ml_grpc32["rps"]:
+        ratio = grpc32["rps"] / ml_grpc32["rps"]
+        add(name, f"{ratio:.2f}x ({grpc32['rps']:,.0f} vs {ml_grpc32['rps']:,.0f} req/s)", ratio >= 1.5)
+    else:
+        add(name, "not measured", None)
+
     def measured(key: str, field: str) -> Any:
         value = measures.get(key)
         return None if not isinstance(value, dict) else value.get(field)

@@ -71,6 +71,28 @@ def test_lua_script_sets_method_body_and_headers() -> None:
     assert 'wrk.headers["Content-Type"] = "application/json"' in script
 
 
+def test_lua_script_carries_any_byte() -> None:
+    """Binary bodies (the V2 binary tensor extension) survive Lua's string escapes byte for byte."""
+    body = bytes(range(256)) + b'"\\'
+    script = lua_script(Load("http://x/", body))
+    (line,) = [line for line in script.splitlines() if line.startswith("wrk.body = ")]
+    literal = line.removeprefix('wrk.body = "').removesuffix('"')
+    decoded = bytearray()
+    pos = 0
+    while pos < len(literal):  # Lua's rules for the escapes used: \ddd, \", \\
+        char = literal[pos]
+        if char != "\\":
+            decoded.append(ord(char))
+            pos += 1
+        elif literal[pos + 1].isdigit():
+            decoded.append(int(literal[pos + 1 : pos + 4]))
+            pos += 4
+        else:
+            decoded.append(ord(literal[pos + 1]))
+            pos += 2
+    assert bytes(decoded) == body
+
+
 def test_percentile_is_nearest_rank() -> None:
     values = [float(v) for v in range(1, 101)]
     assert percentile(values, 50) == 50.0

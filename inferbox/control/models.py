@@ -101,6 +101,7 @@ class ModelService:
                     "pending": status.pending,
                 },
                 "restarts": status.restarts,
+                "grpcPort": status.grpc_port,
                 "reason": status.reason,
                 "message": status.message,
                 # The failure's message while the model failed (FailedToLoad), else null.

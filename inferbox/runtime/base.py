@@ -116,6 +116,8 @@ class ModelStatus:
     pending: int = 0
     # Why the model failed (FailedToLoad): the loader's or the runtime's message.
     error: str | None = None
+    # Where the replicas serve the gRPC Open Inference Protocol (on the host of `url`), when they do.
+    grpc_port: int | None = None
 
 
 @dataclass(frozen=True)

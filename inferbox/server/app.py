@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from inferbox.server.batching import Batcher
 from inferbox.server.errors import InferenceError, ModelLoadError, one_line
@@ -41,11 +42,16 @@ from inferbox.server.rest.endpoints import (
 from inferbox.server.rest.v1_endpoints import V1Endpoints
 from inferbox.server.rest.v2_endpoints import V2Endpoints
 
+if TYPE_CHECKING:  # grpc is imported only by a replica that serves it
+    import grpc.aio
+
 logger = logging.getLogger("inferbox.server")
 
 _MAX_PATH_IN_ERROR = 200
 # How long an inference call that arrives during loading waits for the model before it gets a 503.
 LOAD_WAIT_SECONDS = 60.0
+# How long gRPC calls in flight may take to finish at shutdown.
+GRPC_GRACE_SECONDS = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +66,9 @@ class AppConfig:
     task: str | None = None
     #: Larger request bodies are refused with 413 instead of being buffered.
     max_body_bytes: int = 32 * 1024 * 1024
+    #: Serve the gRPC Open Inference Protocol on this port too (0: one the OS picks); None: no gRPC.
+    grpc_port: int | None = None
+    grpc_host: str = "127.0.0.1"
 
 
 def _server_version() -> str:
@@ -88,11 +97,18 @@ class App:
         self.on_load_error: Callable[[str], None] | None = None
         self.on_loaded: Callable[[], None] | None = None
         self._batcher: Batcher | None = None
-        self._stats = InflightStats()
+        self.server_version = _server_version()
+        self.stats = InflightStats()
+        self._stats = self.stats
         self._metrics = Metrics(self._stats)
         self._v1 = V1Endpoints(self)
-        self._v2 = V2Endpoints(self, _server_version())
+        self._v2 = V2Endpoints(self, self.server_version)
         self._openai = OpenAIEndpoints(self)
+        self._grpc: grpc.aio.Server | None = None
+        #: The port gRPC listens on, once the lifespan has started it.
+        self.grpc_port: int | None = None
+        #: Why the lifespan could not start (the gRPC port could not be bound).
+        self.startup_error: str | None = None
         self._loading: asyncio.Future[Model] | None = None
         self._routes = self._build_routes()
 
@@ -159,9 +175,19 @@ class App:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                try:
+                    await self._start_grpc()
+                except OSError as exc:
+                    self.startup_error = str(exc)
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
                 self._start_loading()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self._grpc is not None:
+                    # HTTP has drained by now (uvicorn shuts the lifespan down last); gRPC calls in
+                    # flight get the same grace before the batcher closes under them.
+                    await self._grpc.stop(GRPC_GRACE_SECONDS)
                 if self._batcher is not None:
                     await self._batcher.close()
                 close = getattr(self.model, "close", None)  # language models stop their engine
@@ -169,6 +195,20 @@ class App:
                     close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    async def _start_grpc(self) -> None:
+        port = self.config.grpc_port
+        if port is None:
+            return
+        from inferbox.server.grpc.service import start_server
+
+        host = self.config.grpc_host
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self._grpc, self.grpc_port = await start_server(self, address, self.max_body_bytes)
+        logger.info("gRPC on %s", address.rsplit(":", 1)[0] + f":{self.grpc_port}")
+
+    def observe_request(self, endpoint: str, status: int, seconds: float) -> None:
+        self._metrics.observe_request(endpoint, status, seconds)
 
     # -- model loading -------------------------------------------------------------------------
 

@@ -57,6 +57,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=[],
         help="an inherited, already listening TCP socket to serve on (repeatable)",
     )
+    parser.add_argument(
+        "--grpc-port",
+        type=int,
+        help="also serve the gRPC Open Inference Protocol on this port of --host (0: a free one, printed"
+        " as 'inferbox-model-server: grpc port N'); replicas of one model may share it",
+    )
     parser.add_argument("--max-batch-size", type=int, default=32, help="rows per framework call (default 32)")
     parser.add_argument(
         "--max-batch-wait-ms",
@@ -85,6 +91,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.port is None and not args.fd:
         parser.error("give --port or at least one --fd")
+    if args.grpc_port is not None and not 0 <= args.grpc_port <= 65535:
+        parser.error("--grpc-port must be between 0 and 65535")
     if args.max_batch_size < 1:
         parser.error("--max-batch-size must be at least 1")
     if args.max_batch_wait_ms < 0:
@@ -212,6 +220,8 @@ def _serve(
             max_batch_wait_ms=args.max_batch_wait_ms,
             task=args.task,
             max_body_bytes=args.max_body_bytes,
+            grpc_port=args.grpc_port,
+            grpc_host=args.host,
         )
     )
     config = uvicorn.Config(
@@ -238,6 +248,8 @@ def _serve(
         # Everything allocated so far (framework, model) lives as long as the process: take it out of
         # the collector's generations so collections stay short and do not show up as latency spikes.
         gc.freeze()
+        if app.grpc_port is not None:
+            print(f"{PROG}: grpc port {app.grpc_port}", file=sys.stderr, flush=True)
         # The supervisor reads this line to know the replica is ready without polling for it.
         print(f"{PROG}: ready", file=sys.stderr, flush=True)
 
@@ -245,7 +257,15 @@ def _serve(
     app.on_loaded = on_loaded
     if stop.requested:
         return EXIT_OK
-    server.run(sockets=sockets)
+    try:
+        server.run(sockets=sockets)
+    except SystemExit:
+        # uvicorn exits the process (code 3, ours for a load failure) when the lifespan cannot start.
+        if app.startup_error is None:
+            raise
+    if app.startup_error is not None:
+        print(f"{PROG}: cannot listen: {app.startup_error}", file=sys.stderr, flush=True)
+        return EXIT_FATAL
     if app.load_error is not None:
         return _fail_load(app.load_error)
     return EXIT_OK

@@ -10,11 +10,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 import numpy as np
 import pytest
 from support import wait_for, wait_ready
 from trained import Iris
+
+from inferbox.server.grpc import oip_pb2
 
 ROWS = slice(0, 150, 7)  # a spread of rows from all three classes
 
@@ -116,6 +119,15 @@ def test_model_views_have_the_spec_shape_and_the_url_answers(
     direct = httpx.post(model["url"], json={"instances": iris.X[:3].tolist()})
     assert direct.status_code == 200
     assert direct.json()["predictions"] == [0, 0, 0]
+    # The replicas' gRPC Open Inference Protocol port, on the host of the model's url.
+    assert isinstance(details["grpcPort"], int)
+    with grpc.insecure_channel(f"127.0.0.1:{details['grpcPort']}") as channel:
+        live = channel.unary_unary(
+            "/inference.GRPCInferenceService/ServerLive",
+            request_serializer=oip_pb2.ServerLiveRequest.SerializeToString,
+            response_deserializer=oip_pb2.ServerLiveResponse.FromString,
+        )
+        assert live(oip_pb2.ServerLiveRequest(), timeout=10).live is True
 
 
 def test_the_models_api_works_on_postgresql(make_server, database_url: str, sklearn_dir: Path) -> None:

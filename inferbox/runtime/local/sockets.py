@@ -57,6 +57,23 @@ def listen_stable(host: str, port: int | None, *, attempts: int = 64) -> socket.
     return listen(host, 0)
 
 
+def reserve_shared(host: str) -> socket.socket:
+    """A port for a model's replicas to serve gRPC on together: bound with SO_REUSEPORT on a port the
+    kernel picks, never listening. It holds the port for the model's life (no socket without
+    SO_REUSEPORT can take it) yet receives no connections; each replica's gRPC server binds the port
+    with SO_REUSEPORT too and the kernel spreads connections over the replicas listening. gRPC cannot
+    adopt an inherited socket as uvicorn does, hence a shared port rather than a shared socket."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, 0))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def port_of(sock: socket.socket) -> int:
     return int(sock.getsockname()[1])
 

@@ -59,6 +59,7 @@ class ObservedModel(Protocol):
     # Scaled to zero after being Ready.
     idle_ready: bool
     port: int | None
+    grpc_port: int | None
     closing: bool
 
 
@@ -124,6 +125,7 @@ class StatusReporter:
             port=model.port,
             pending=model.pending,
             error=model.failure,
+            grpc_port=model.grpc_port,
         )
 
     def record(self) -> None:

@@ -103,8 +103,12 @@ def _replica_name(model: str) -> str:
     return f"{model}-predictor-" + "".join(random.choices(_SUFFIX_ALPHABET, k=5))
 
 
-def server_argv(settings: RuntimeSettings, spec: ModelSpec, model_path: Path) -> list[str]:
-    """The model server's command line for a replica of `spec` (the replica adds its sockets' fds)."""
+def server_argv(
+    settings: RuntimeSettings, spec: ModelSpec, model_path: Path, *, grpc_port: int | None = None
+) -> list[str]:
+    """The model server's command line for a replica of `spec` (the replica adds its sockets' fds);
+    with `grpc_port`, the replica also serves gRPC there, on the replicas' host."""
+    grpc = [] if grpc_port is None else ["--host", settings.replica_host, "--grpc-port", str(grpc_port)]
     return [
         settings.python,
         "-m",
@@ -123,6 +127,7 @@ def server_argv(settings: RuntimeSettings, spec: ModelSpec, model_path: Path) ->
         str(settings.max_body_bytes),
         "--parent-pid",
         str(os.getpid()),
+        *grpc,
     ]
 
 
@@ -150,6 +155,9 @@ class ModelGroup:
 
         self.sock: socket.socket | None = None
         self.port: int | None = spec.port
+        # The port the replicas serve gRPC on together, held by this socket (see sockets.reserve_shared).
+        self.grpc_sock: socket.socket | None = None
+        self.grpc_port: int | None = None
         self.replicas: list[Replica] = []
         self.desired = spec.min_replicas
         # Replicas wanted that found no free slot on the machine (the reconcile's last count).
@@ -200,6 +208,12 @@ class ModelGroup:
             self.failure = f"cannot listen on {where} of {self.settings.replica_host}: {exc.strerror or exc}"
             return
         self.port = sockets.port_of(self.sock)
+        if self.grpc_sock is None:
+            try:
+                self.grpc_sock = sockets.reserve_shared(self.settings.replica_host)
+                self.grpc_port = sockets.port_of(self.grpc_sock)
+            except OSError as exc:  # rare (no port left); HTTP still serves
+                log.warning("model %s: no gRPC port: %s", self.spec.name, exc)
 
     def update(self, spec: ModelSpec) -> None:
         """A new desired state. A new generation rolls the replicas; other changes move the bounds."""
@@ -247,6 +261,9 @@ class ModelGroup:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
+        if self.grpc_sock is not None:
+            self.grpc_sock.close()
+            self.grpc_sock = None
         for task in list(self._tasks):
             task.cancel()
 
@@ -325,7 +342,7 @@ class ModelGroup:
             self,
             name=name,
             generation=spec.generation,
-            argv=server_argv(self.settings, spec, self.model_path),
+            argv=server_argv(self.settings, spec, self.model_path, grpc_port=self.grpc_port),
             stable_fd=self.sock.fileno(),
             host=self.settings.replica_host,
             http=self._http,

@@ -110,7 +110,7 @@ def decode(body: bytes, model: Model, header_length: bytes | None = None) -> Inf
             f"the body holds {len(raw)} bytes after the JSON header, but the inputs'"
             f" binary_data_size add up to {offset}",
         )
-    requested, by_output = _requested_outputs(payload.get("outputs"), model)
+    requested, by_output = requested_outputs(payload.get("outputs"), model)
     wanted = _parameters(payload, "request").get("binary_data_output", False)
     if not isinstance(wanted, bool):
         raise InferenceError(400, '"parameters.binary_data_output" must be true or false')
@@ -285,7 +285,7 @@ def _combine(tensors: dict[str, np.ndarray], model: Model) -> np.ndarray:
     return np.column_stack(columns)
 
 
-def _requested_outputs(outputs: Any, model: Model) -> tuple[list[str] | None, dict[str, bool]]:
+def requested_outputs(outputs: Any, model: Model) -> tuple[list[str] | None, dict[str, bool]]:
     """The names of the outputs asked for (None: all), and each one's own ``binary_data`` wish."""
     if outputs is None:
         return None, {}

@@ -3,17 +3,17 @@ interface an endpoint asks for its model, and reading a bounded body."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol
 
 from inferbox.server.batching import Batcher
 from inferbox.server.errors import InferenceError
+from inferbox.server.inference import run_framework
 from inferbox.server.model import Model
 from inferbox.server.protocol import dumps
 
-logger = logging.getLogger("inferbox.server")
+__all__ = ["run_framework"]  # re-exported for the endpoints
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -36,7 +36,6 @@ class Streamed:
 
 
 Handler = Callable[[Scope, Receive], Awaitable[Response | Streamed]]
-T = TypeVar("T")
 
 JSON = b"application/json"
 OCTET_STREAM = b"application/octet-stream"
@@ -100,16 +99,3 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
-
-
-async def run_framework(model: Model, call: Awaitable[T]) -> T:
-    """Await a framework call, turning what the framework raised into a 400 or 500."""
-    try:
-        return await call
-    except InferenceError:
-        raise
-    except Exception as exc:
-        err = model.error_for(exc)
-        if err.status >= 500:
-            logger.error("prediction failed: %s", err.message, exc_info=exc)
-        raise err from None

@@ -3,8 +3,7 @@ readiness, and `POST /v2/models/{name}[/versions/1]/infer` with tensors."""
 
 from __future__ import annotations
 
-from functools import partial
-
+from inferbox.server.inference import run_v2
 from inferbox.server.protocol import dumps, v2
 from inferbox.server.rest.endpoints import (
     JSON,
@@ -16,7 +15,6 @@ from inferbox.server.rest.endpoints import (
     Scope,
     header,
     read_body,
-    run_framework,
 )
 
 #: The binary tensor extension's header: the length of the JSON part of a request or response body.
@@ -75,14 +73,7 @@ class V2Endpoints:
         except BaseException:
             batcher.forget()
             raise
-        if request.x is not None:
-            outputs = await run_framework(model, batcher.predict(request.x, expected=True))
-        else:
-            batcher.forget()
-            assert request.feeds is not None
-            outputs = await run_framework(
-                model, batcher.run_alone(partial(model.predict_named, request.feeds))
-            )
+        outputs = await run_v2(model, batcher, request, expected=True)
         body, header_length = v2.encode(self.host.name, request, model.output_names, outputs)
         if header_length is None:
             return 200, body, JSON
