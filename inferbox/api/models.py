@@ -167,6 +167,9 @@ class ConnectionSettings(BaseModel):
                 raise bad_request(f"Field 'connectionSettings.headers': '{name[:64]}' is not a header name")
             if any(c in value for c in "\r\n\0"):
                 raise bad_request(f"Field 'connectionSettings.headers': the value of '{name}' breaks a line")
+            if not value.isascii():
+                # HTTP/1.1 header values are bytes; only ASCII is sent the same by every client.
+                raise bad_request(f"Field 'connectionSettings.headers': the value of '{name}' must be ASCII")
         return dict(pairs)
 
 

@@ -162,6 +162,8 @@ def test_connection_settings_in_the_ui_s_shape(srv: RunningServer) -> None:
         ({"protocol": "gopher", "host": "127.0.0.1"}, "connectionSettings.protocol"),
         ({"host": "127.0.0.1", "headers": [{"key": "Bad Header", "value": "1"}]}, "is not a header name"),
         ({"host": "127.0.0.1", "headers": [{"key": "X-A", "value": "1\r\nX-B: 2"}]}, "breaks a line"),
+        ({"host": "127.0.0.1", "headers": {"X-A": "caf\u00e9"}}, "must be ASCII"),
+        ({"host": "127.0.0.1", "headers": [{"key": "X-A", "value": "\U0001f600"}]}, "must be ASCII"),
         ({"host": ""}, "'connectionSettings.url' (or 'host') is required"),
         ({"host": "127.0.0.1", "dnsResolve": [{"host": "a", "address": "127.0.0.1"}] * 17}, "dnsResolve"),
     ],
