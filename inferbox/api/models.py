@@ -17,6 +17,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictInt,
     ValidationError,
     field_validator,
     model_validator,
@@ -85,7 +86,8 @@ def _port(value: Any) -> Any:
     return value
 
 
-Port = Annotated[int | None, BeforeValidator(_port), Field(ge=1, le=65535)]
+# The range applies to a number only: null (or "") is no port.
+Port = Annotated[Annotated[StrictInt, Field(ge=1, le=65535)] | None, BeforeValidator(_port)]
 
 
 class HeaderEntry(BaseModel):

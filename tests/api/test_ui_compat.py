@@ -158,6 +158,8 @@ def test_connection_settings_in_the_ui_s_shape(srv: RunningServer) -> None:
         ({"host": "127.0.0.1", "dnsResolve": [{"host": "x.test", "address": "not-an-ip"}]}, "address"),
         ({"host": "127.0.0.1", "port": "70000"}, "connectionSettings.port"),
         ({"host": "127.0.0.1", "port": "http"}, "connectionSettings.port"),
+        ({"host": "127.0.0.1", "port": True}, "connectionSettings.port"),
+        ({"host": None, "port": None}, "'connectionSettings.url' (or 'host') is required"),
         ({"host": "evil.test/../x@127.0.0.1"}, "connectionSettings.host"),
         ({"protocol": "gopher", "host": "127.0.0.1"}, "connectionSettings.protocol"),
         ({"host": "127.0.0.1", "headers": [{"key": "Bad Header", "value": "1"}]}, "is not a header name"),
