@@ -17,6 +17,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictInt,
     ValidationError,
     field_validator,
     model_validator,
@@ -85,7 +86,8 @@ def _port(value: Any) -> Any:
     return value
 
 
-Port = Annotated[int | None, BeforeValidator(_port), Field(ge=1, le=65535)]
+# The range applies to a number only: null (or "") is no port.
+Port = Annotated[Annotated[StrictInt, Field(ge=1, le=65535)] | None, BeforeValidator(_port)]
 
 
 class HeaderEntry(BaseModel):
@@ -167,6 +169,9 @@ class ConnectionSettings(BaseModel):
                 raise bad_request(f"Field 'connectionSettings.headers': '{name[:64]}' is not a header name")
             if any(c in value for c in "\r\n\0"):
                 raise bad_request(f"Field 'connectionSettings.headers': the value of '{name}' breaks a line")
+            if not value.isascii():
+                # HTTP/1.1 header values are bytes; only ASCII is sent the same by every client.
+                raise bad_request(f"Field 'connectionSettings.headers': the value of '{name}' must be ASCII")
         return dict(pairs)
 
 

@@ -19,7 +19,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
-from inferbox.api.deps import get_admin, get_principal
+from inferbox.api.deps import get_admin, get_namespace, get_principal
 
 ERROR_SCHEMA = {
     "type": "object",
@@ -133,7 +133,9 @@ def _describe(operation: dict[str, Any], path: str, method: str, calls: set[Any]
     statuses = ["400", "429", "503"]
     if authenticated:
         statuses.append("401")
-    if get_admin in calls or "/predict" in path or "/publish" in path:
+    # 403: admin routes, a tenant naming another tenant (?namespace=, a body's namespace or tenantId),
+    # predict's custom connection.
+    if get_admin in calls or get_namespace in calls or "/predict" in path or "/publish" in path:
         statuses.append("403")
     if "{name}" in path:
         statuses.append("404")

@@ -9,6 +9,7 @@ Loading a pickle runs code from the file: model files are trusted input, like a 
 
 from __future__ import annotations
 
+import importlib
 import warnings
 from pathlib import Path
 
@@ -52,7 +53,8 @@ class SklearnModel(Model):
         """`x` as a DataFrame with the model's feature names (numpy when pandas is not installed:
         an estimator fitted on a DataFrame has pandas next to it, so this is rare)."""
         try:
-            import pandas as pd
+            # By name: pandas ships no type stubs, and only its DataFrame constructor is used here.
+            pd = importlib.import_module("pandas")
         except ImportError:
             return x
         frame = pd.DataFrame(x, columns=list(self.feature_names or ()))
