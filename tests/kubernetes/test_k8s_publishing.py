@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import SYSTEM_NAMESPACE, seed, validate
+from k8s_helpers import SYSTEM_NAMESPACE, seed, validate
 from support import RunningServer, settings_for, start_server
 
 from benchmarks.kube_emulator import EmulatorThread

@@ -30,7 +30,7 @@ from lightkube.generic_resource import create_global_resource, create_namespaced
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.operators import exists
 from lightkube.resources.apps_v1 import Deployment
-from lightkube.resources.core_v1 import Namespace, Node, Pod
+from lightkube.resources.core_v1 import Namespace, Node, Pod, Service
 from lightkube.types import PatchType
 
 from inferbox import storage
@@ -490,10 +490,55 @@ class KubernetesRuntime:
                 return None
             raise
 
+    async def resources(self) -> dict[str, list[dict[str, Any]]]:
+        """The cluster's objects by kind for `GET /api/admin/resources` (listed live)."""
+        assert self.client is not None
+        kinds: dict[str, tuple[Any, bool]] = {
+            "pods": (Pod, True),
+            "services": (Service, True),
+            "gateways": (Gateway, True),
+            "httpRoutes": (HTTPRoute, True),
+            "inferenceServices": (InferenceService, True),
+            "servingRuntimes": (ServingRuntime, True),
+            "clusterServingRuntimes": (ClusterServingRuntime, False),
+        }
+        out: dict[str, list[dict[str, Any]]] = {}
+        for key, (res, namespaced) in kinds.items():
+            items: list[dict[str, Any]] = []
+            try:
+                async for item in self.client.list(res, namespace="*" if namespaced else None):
+                    items.append(_summary(as_dict(item)))
+            except ApiError as exc:
+                if not _is(exc, 404):  # 404: a CRD that is not installed, its kind simply empty
+                    raise unavailable(exc) from None
+            except UNREACHABLE as exc:
+                raise unavailable(exc) from None
+            out[key] = items
+        return out
+
     def run_blocking(self, coro: Any, timeout: float = 30.0) -> Any:
         """Run `coro` on the runtime's loop from a worker thread and wait for it (tenant hooks)."""
         assert self._loop is not None
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+
+def _summary(obj: dict[str, Any]) -> dict[str, Any]:
+    """`{name, namespace, status, created, ...}`: the status is the phase, else the Ready condition."""
+    meta = obj.get("metadata") or {}
+    status = obj.get("status") or {}
+    phase = status.get("phase")
+    if phase is None:
+        conds = status.get("conditions") or []
+        ready = next((c for c in conds if c.get("type") in ("Ready", "Accepted", "Programmed")), None)
+        phase = ("Ready" if ready.get("status") == "True" else "NotReady") if ready else "Unknown"
+    return {
+        "name": meta.get("name"),
+        "namespace": meta.get("namespace"),
+        "status": phase,
+        "created": meta.get("creationTimestamp"),
+        "labels": meta.get("labels") or {},
+        "kind": obj.get("kind"),
+    }
 
 
 def _time(value: Any) -> datetime:
