@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from inferbox import __version__
-from inferbox.api import admin, auth, models, openapi, ops, publishing, resources, tenants, ws
+from inferbox.api import admin, auth, extauth, models, openapi, ops, publishing, resources, tenants, ws
 from inferbox.api.errors import install as install_error_handlers
 from inferbox.api.middleware import ApiGuard, BodyLimit, RequestContext
 from inferbox.assembly import Platform
@@ -96,7 +96,7 @@ def create_app(platform: Platform) -> FastAPI:
     )
     app.state.platform = platform
     install_error_handlers(app, platform.store_health, lambda path: openapi.allowed_methods(app, path))
-    routers = [m.router for m in (ops, auth, tenants, models, publishing, admin, resources, ws)]
+    routers = [m.router for m in (ops, auth, tenants, models, publishing, extauth, admin, resources, ws)]
     for router in routers:
         app.include_router(router)
     app.openapi = lambda: openapi.document(app, routers)  # type: ignore[method-assign]
