@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from benchmarks import grpc_load, inferbox_setup, iris, measures, peers, report
+from benchmarks import grpc_load, inferbox_setup, iris, kubernetes_list, measures, peers, report
 from benchmarks.drivers import Driver, Load, pick_driver
 from benchmarks.procs import Processes, descendants, rss_mb
 
@@ -319,6 +319,14 @@ class Bench:
             self.measure(
                 "list_models",
                 lambda: measures.list_models(ibx, storage_uri, LIST_TOTAL, 10 if self.args.quick else 50),
+            )
+            # The same listing on the Kubernetes runtime, answered from its watch cache (the emulator
+            # runs in this process; see benchmarks/kubernetes_list.py).
+            self.measure(
+                "kubernetes_list",
+                lambda: kubernetes_list.measure(
+                    100 if self.args.quick else LIST_TOTAL, 10 if self.args.quick else 50
+                ),
             )
             listing = self.measures.get("list_models", {})
             if "rows_inserted_directly" in listing:

@@ -63,6 +63,16 @@ KINDS: dict[str, tuple[str, bool, tuple[str, ...]]] = {
     "gateway.envoyproxy.io/v1alpha1/securitypolicies": ("SecurityPolicy", True, ()),
     "gateway.envoyproxy.io/v1alpha1/backendtrafficpolicies": ("BackendTrafficPolicy", True, ()),
 }
+SHORT = {
+    "namespaces": ["ns"],
+    "pods": ["po"],
+    "services": ["svc"],
+    "deployments": ["deploy"],
+    "inferenceservices": ["isvc"],
+    "nodes": ["no"],
+    "events": ["ev"],
+    "serviceaccounts": ["sa"],
+}
 _NAMESPACES = re.compile(r"^/api/v1/namespaces(?:/(?P<name>[^/]+))?/?$")
 
 
@@ -136,6 +146,8 @@ class KubeEmulator(KubernetesEmulator):
     faults: list[Fault] = attrs.field(factory=list, init=False)
     # Pod logs by (namespace, pod): what `GET .../pods/NAME/log` answers.
     pod_logs: dict[tuple[str, str], str] = attrs.field(factory=dict, init=False)
+    # (method, path, User-Agent) of every request served, for the tests' "who called" assertions.
+    seen: list[tuple[str, str, str]] = attrs.field(factory=list, init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -184,11 +196,16 @@ class KubeEmulator(KubernetesEmulator):
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
         raw = request._raw_request
         assert raw is not None
+        self.seen.append((raw.method, raw.path, raw.headers.get("User-Agent", "")))
         for fault in self.faults:
             if fault.times > 0 and fault.method == raw.method and fault.path.search(raw.path):
                 fault.times -= 1
                 return self._error(fault.status, "InternalError" if fault.status >= 500 else "Conflict")
         res = request.resource
+        if res is not None and not res.plural and request.method == enums.method.GET:
+            listing = self._resource_list(res.group or "", res.version or "")
+            if listing is not None:
+                return _json(listing)
         if res is None or not res.plural or _key(res) not in KINDS:
             return await super(KubernetesEmulator, self)._handle(request)  # discovery (kmock's)
         key = _key(res)
@@ -199,6 +216,30 @@ class KubeEmulator(KubernetesEmulator):
                 return self._serve(request, res, key)
         except _Refused as exc:
             return self._error(exc.code, exc.reason, exc.message)
+
+    @staticmethod
+    def _resource_list(group: str, version: str) -> dict[str, Any] | None:
+        """`/api/v1` and `/apis/GROUP/VERSION` (kmock writes the core group's groupVersion as "/v1",
+        which kubectl cannot map, so the core kinds would be unknown to it)."""
+        group_version = f"{group}/{version}" if group else version
+        found = []
+        for path, (kind, namespaced, subresources) in KINDS.items():
+            if path.rsplit("/", 1)[0] != group_version:
+                continue
+            plural = path.rsplit("/", 1)[1]
+            base = {"kind": kind, "namespaced": namespaced, "singularName": kind.lower()}
+            found.append(
+                {"name": plural, **base, "verbs": [*READ, *WRITE], "shortNames": SHORT.get(plural, [])}
+            )
+            found += [{"name": f"{plural}/{sub}", **base, "verbs": ["get"]} for sub in subresources]
+        if not found:
+            return None
+        return {
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": group_version,
+            "resources": found,
+        }
 
     @staticmethod
     def _error(code: int, reason: str, message: str | None = None) -> aiohttp.web.Response:
@@ -282,6 +323,8 @@ class KubeEmulator(KubernetesEmulator):
         if (res, ns, name) in self.objects and not self.objects[res, ns, name].deleted:
             raise _Refused(409, "AlreadyExists", f'{res.plural} "{name}" already exists')
         obj = json.loads(json.dumps(data))
+        obj.setdefault("apiVersion", key.rsplit("/", 1)[0])
+        obj.setdefault("kind", KINDS[key][0])
         meta = obj.setdefault("metadata", {})
         if ns is not None:
             meta["namespace"] = ns
@@ -485,6 +528,7 @@ class EmulatorThread:
 
     def close(self) -> None:
         self.stop()
+        self._submit(self.emulator.__aexit__(None, None, None)).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
 

@@ -258,6 +258,16 @@ def measure_rows(measures: dict[str, Any]) -> list[tuple[str, str]]:
                 f"p50 {listing['p50_ms']:.1f} ms, p90 {listing['p90_ms']:.1f} ms ({listing['calls']} calls)",
             )
         )
+    k8s = measures.get("kubernetes_list")
+    if isinstance(k8s, dict) and "p50_ms" in k8s:
+        out.append(
+            (
+                f"GET /api/models, {k8s['models_listed']} InferenceServices (kubernetes runtime, emulator)",
+                f"p50 {k8s['p50_ms']:.1f} ms, p90 {k8s['p90_ms']:.1f} ms ({k8s['calls']} calls, "
+                f"{k8s['api_server_requests_during_calls']} API server requests); "
+                f"{k8s['x_local_p50']}x the local runtime's p50 in the same harness",
+            )
+        )
     for key, value in measures.items():
         if isinstance(value, dict) and "error" in value:
             out.append((key, f"failed: {value['error']}"))

@@ -17,11 +17,13 @@ from inferbox.api import (
     admin,
     auth,
     examples,
+    extauth,
     frameworks,
     models,
     openapi,
     ops,
     publishing,
+    resources,
     tenants,
     usage,
     ws,
@@ -109,7 +111,21 @@ def create_app(platform: Platform) -> FastAPI:
     app.state.platform = platform
     install_error_handlers(app, platform.store_health, lambda path: openapi.allowed_methods(app, path))
     routers = [
-        m.router for m in (ops, auth, tenants, models, frameworks, examples, publishing, usage, admin, ws)
+        m.router
+        for m in (
+            ops,
+            auth,
+            tenants,
+            models,
+            frameworks,
+            examples,
+            publishing,
+            extauth,
+            usage,
+            admin,
+            resources,
+            ws,
+        )
     ]
     for router in routers:
         app.include_router(router)

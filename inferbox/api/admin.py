@@ -142,10 +142,8 @@ async def kubectl(
             actor, "admin.kubectl", DENIED, target=None, details={"command": text, "reason": exc.reason}
         )
         raise ApiError(400, "Command not allowed", exc.reason) from None
-    if platform.runtime.name != "local":
-        raise ApiError(
-            501, "Not implemented", f"kubectl on the {platform.runtime.name} runtime is not available"
-        )
+    if platform.runtime.name == "kubernetes":
+        return await _real_kubectl(command, body.command, text, actor, platform)
     try:
         cluster = await snapshot(platform.models, platform.tenants, platform.runtime)
         # The local runtime reads one replica's lines (`logs(..., replica=)`), beyond the Runtime protocol.
@@ -167,6 +165,33 @@ async def kubectl(
         details={"command": text, "exitCode": answer.exit_code},
     )
     return KubectlResponse(result=answer.text, command=body.command)
+
+
+async def _real_kubectl(
+    command: guard.KubectlCommand, asked: str, text: str, actor: Any, platform: Any
+) -> KubectlResponse:
+    """The Kubernetes runtime's kubectl: the real binary, after the same guard."""
+    from inferbox.runtime.kubernetes.kubectl import run_kubectl
+
+    try:
+        result = await run_kubectl(command.argv, kubeconfig=platform.settings.kubeconfig)
+    except Exception as exc:
+        platform.audit.record(
+            actor,
+            "admin.kubectl",
+            FAILURE,
+            target=command.verb,
+            details={"command": text, "reason": type(exc).__name__},
+        )
+        raise
+    platform.audit.record(
+        actor,
+        "admin.kubectl",
+        SUCCESS,
+        target=command.verb,
+        details={"command": text, "exitCode": result.exit_code},
+    )
+    return KubectlResponse(result=result.text, command=asked)
 
 
 # -- audit ----------------------------------------------------------------------------------------------

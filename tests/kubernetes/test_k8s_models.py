@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ISVC, Kserve, isvc, validate, wait_status
-from server_helpers import running_server
+from k8s_helpers import ISVC, Kserve, isvc, validate, wait_status
+from server.server_helpers import running_server
 from support import IRIS_ROW, RunningServer, wait_for
 from websockets.sync.client import connect
 

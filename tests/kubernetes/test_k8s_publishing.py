@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import SYSTEM_NAMESPACE, seed, validate
+from k8s_helpers import SYSTEM_NAMESPACE, seed, validate
 from support import RunningServer, settings_for, start_server
 
 from benchmarks.kube_emulator import EmulatorThread
@@ -169,3 +169,36 @@ def test_tenants_are_namespaces(plane: tuple[str, EmulatorThread, RunningServer]
     assert cluster.call(lambda e: e.get("v1/namespaces", None, "fresh-team")) is None
     legacy = cluster.call(lambda e: e.get("v1/namespaces", None, "legacy"))
     assert legacy is not None and legacy["metadata"]["labels"] == {"team": "x"}
+
+
+def test_envoys_ext_auth_lets_only_the_models_own_key_through(
+    plane: tuple[str, EmulatorThread, RunningServer],
+) -> None:
+    mode, _, srv = plane
+    if mode != "envoy":
+        pytest.skip("extAuth is the envoy data plane's")
+    keys, paths = {}, {}
+    for name in ("left", "right"):
+        deploy(srv, "shop-e", name)
+        with srv.tenant("shop-e") as c:
+            pub = c.post(f"/api/models/{name}/publish", json={"config": {}}).json()["publishedModel"]
+        keys[name], paths[name] = pub["apiKey"], pub["externalPath"]
+    with srv.client() as anyone:
+        # As Envoy asks: the auth path, then the original path, with the original method and headers.
+        ok = anyone.post(f"/api/validate-api-key{paths['left']}/predict", headers={"X-API-Key": keys["left"]})
+        assert ok.status_code == 200, ok.text
+        assert ok.headers["x-inferbox-tenant"] == "shop-e"
+        assert ok.headers["x-inferbox-model"] == "left"
+        assert ok.headers["x-inferbox-key-id"] and ok.headers["x-inferbox-key-id"] not in ("", keys["left"])
+        bearer = {"Authorization": f"Bearer {keys['left']}"}
+        assert anyone.get(f"/api/validate-api-key{paths['left']}", headers=bearer).status_code == 200
+        other = anyone.post(
+            f"/api/validate-api-key{paths['right']}/predict", headers={"X-API-Key": keys["left"]}
+        )
+        assert other.status_code == 403, other.text
+        assert other.json()["error"] == "Forbidden"
+        wrong = anyone.post(
+            f"/api/validate-api-key{paths['left']}/predict", headers={"X-API-Key": "pk_live_nope"}
+        )
+        assert wrong.status_code == 401
+        assert anyone.post(f"/api/validate-api-key{paths['left']}/predict").status_code == 401

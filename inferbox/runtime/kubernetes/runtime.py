@@ -30,7 +30,7 @@ from lightkube.generic_resource import create_global_resource, create_namespaced
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.operators import exists
 from lightkube.resources.apps_v1 import Deployment
-from lightkube.resources.core_v1 import Namespace, Node, Pod
+from lightkube.resources.core_v1 import Namespace, Node, Pod, Service
 from lightkube.types import PatchType
 
 from inferbox import storage
@@ -124,6 +124,8 @@ class KubernetesRuntime:
         self._desired: dict[tuple[str, str], ModelSpec] = {}
         self._namespaces: set[str] = set()
         self._published: dict[tuple[str, str], dict[str, Any]] = {}
+        self._statuses: dict[tuple[str, str], tuple[tuple[Any, ...], ModelStatus]] = {}
+        self._deployment_of: dict[tuple[str, str], tuple[str, str]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._resync: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[Any]] = set()
@@ -306,6 +308,7 @@ class KubernetesRuntime:
         assert self.client is not None
         self._desired.pop((namespace, name), None)
         self._published.pop((namespace, name), None)
+        self._statuses.pop((namespace, name), None)
         try:
             await self.client.delete(InferenceService, name, namespace=namespace)
         except ApiError as exc:
@@ -317,21 +320,26 @@ class KubernetesRuntime:
     def _deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
         if self.deployments is None:
             return None
+        # KServe's raw mode names it {name}-predictor; serverless mode adds a revision, found by label.
         found = self.deployments.get(namespace, f"{name}-predictor")
-        if found is not None:
-            return found
-        for obj in self.deployments.objects.values():
-            meta = obj.get("metadata") or {}
-            if meta.get("namespace") == namespace and (meta.get("labels") or {}).get(m.ISVC_LABEL) == name:
-                return obj
-        return None
+        if found is None and (namespace, name) in self._deployment_of:
+            found = self.deployments.get(*self._deployment_of[(namespace, name)])
+        return found
 
     def status(self, namespace: str, name: str) -> ModelStatus | None:
         spec = self._desired.get((namespace, name))
         if spec is None or self.isvcs is None:
             return None
         isvc = self.isvcs.get(namespace, name)
-        return model_status(isvc, self._deployment(namespace, name), spec.min_replicas)
+        deployment = self._deployment(namespace, name)
+        # Mapped once per observed version: a listing of every model reads the cache, not the mapping.
+        version = (_version(isvc), _version(deployment), spec.min_replicas)
+        cached = self._statuses.get((namespace, name))
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        status = model_status(isvc, deployment, spec.min_replicas)
+        self._statuses[(namespace, name)] = (version, status)
+        return status
 
     def _announce(self, namespace: str, name: str, extra: dict[str, Any] | None = None) -> None:
         status = self.status(namespace, name)
@@ -372,6 +380,11 @@ class KubernetesRuntime:
         meta = obj.get("metadata") or {}
         name = (meta.get("labels") or {}).get(m.ISVC_LABEL)
         if name:
+            model = (meta.get("namespace") or "", name)
+            if kind == "DELETED":
+                self._deployment_of.pop(model, None)
+            else:
+                self._deployment_of[model] = (model[0], meta.get("name") or "")
             self._announce(meta.get("namespace") or "", name)
 
     async def _recreate(self, spec: ModelSpec) -> None:
@@ -490,10 +503,59 @@ class KubernetesRuntime:
                 return None
             raise
 
+    async def resources(self) -> dict[str, list[dict[str, Any]]]:
+        """The cluster's objects by kind for `GET /api/admin/resources` (listed live)."""
+        assert self.client is not None
+        kinds: dict[str, tuple[Any, bool]] = {
+            "pods": (Pod, True),
+            "services": (Service, True),
+            "gateways": (Gateway, True),
+            "httpRoutes": (HTTPRoute, True),
+            "inferenceServices": (InferenceService, True),
+            "servingRuntimes": (ServingRuntime, True),
+            "clusterServingRuntimes": (ClusterServingRuntime, False),
+        }
+        out: dict[str, list[dict[str, Any]]] = {}
+        for key, (res, namespaced) in kinds.items():
+            items: list[dict[str, Any]] = []
+            try:
+                async for item in self.client.list(res, namespace="*" if namespaced else None):
+                    items.append(_summary(as_dict(item)))
+            except ApiError as exc:
+                if not _is(exc, 404):  # 404: a CRD that is not installed, its kind simply empty
+                    raise unavailable(exc) from None
+            except UNREACHABLE as exc:
+                raise unavailable(exc) from None
+            out[key] = items
+        return out
+
     def run_blocking(self, coro: Any, timeout: float = 30.0) -> Any:
         """Run `coro` on the runtime's loop from a worker thread and wait for it (tenant hooks)."""
         assert self._loop is not None
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+
+def _version(obj: dict[str, Any] | None) -> str | None:
+    return None if obj is None else (obj.get("metadata") or {}).get("resourceVersion")
+
+
+def _summary(obj: dict[str, Any]) -> dict[str, Any]:
+    """`{name, namespace, status, created, ...}`: the status is the phase, else the Ready condition."""
+    meta = obj.get("metadata") or {}
+    status = obj.get("status") or {}
+    phase = status.get("phase")
+    if phase is None:
+        conds = status.get("conditions") or []
+        ready = next((c for c in conds if c.get("type") in ("Ready", "Accepted", "Programmed")), None)
+        phase = ("Ready" if ready.get("status") == "True" else "NotReady") if ready else "Unknown"
+    return {
+        "name": meta.get("name"),
+        "namespace": meta.get("namespace"),
+        "status": phase,
+        "created": meta.get("creationTimestamp"),
+        "labels": meta.get("labels") or {},
+        "kind": obj.get("kind"),
+    }
 
 
 def _time(value: Any) -> datetime:
