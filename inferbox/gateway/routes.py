@@ -22,7 +22,12 @@ from inferbox.store.tables import Model, Publication
 log = logging.getLogger("inferbox.gateway")
 
 TRADITIONAL_SUFFIXES = {"/predict": "predict", "/infer": "infer"}
+# Under the published path, and under its /v1, where the `openai` client (base_url = externalUrl/v1) calls.
 OPENAI_SUFFIXES = {
+    "/v1/chat/completions": "chat/completions",
+    "/v1/completions": "completions",
+    "/v1/embeddings": "embeddings",
+    "/v1/models": "models",
     "/chat/completions": "chat/completions",
     "/completions": "completions",
     "/embeddings": "embeddings",
