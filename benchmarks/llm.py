@@ -163,6 +163,23 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def markdown_section(result: dict[str, Any]) -> str:
+    """The language-model section of docs/benchmarks.md."""
+    return "\n".join(
+        [
+            "### Language models (the tiny GPT-2 of tests/llm_models.py, one replica)",
+            "",
+            f"`/openai/v1/completions`, greedy, {result['completion_tokens']} tokens per request;"
+            " tokens/s counts `usage.completion_tokens` over wall time; time to first token is the first"
+            " streamed chunk with text, one stream at a time, direct to the replica"
+            " (`python -m benchmarks.llm` runs this part alone). Measured"
+            f" {result['when']} on {result['machine']['cpus']} cores.",
+            "",
+            markdown(result),
+        ]
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.llm", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer requests (a smoke run)")
