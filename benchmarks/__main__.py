@@ -400,6 +400,22 @@ def _sigterm(_signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+def _run_llm(bench: Bench, quick: bool) -> dict[str, Any] | None:
+    """Generation on the tiny GPT-2 (benchmarks/llm.py), when the huggingface extra is installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("transformers") is None or importlib.util.find_spec("torch") is None:
+        bench.notes.append("Language models: not measured (pip install 'inferbox[huggingface]').")
+        return None
+    from benchmarks import llm
+
+    try:
+        return llm.run(quick)
+    except Exception as exc:
+        bench.errors.append(f"llm: {type(exc).__name__}: {exc}")
+        return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
@@ -420,8 +436,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             "KServe and MLServer listen on 0.0.0.0 (their defaults; only ports were set); every request of "
             "the benchmark goes to 127.0.0.1. inferbox runs with HOST=127.0.0.1."
         )
+    llm_result: dict[str, Any] | None = None
     try:
         bench.run()
+        if args.only in (None, "inferbox"):
+            llm_result = _run_llm(bench, args.quick)
     except KeyboardInterrupt:
         print("benchmarks: interrupted; stopping what was started", file=sys.stderr, flush=True)
         bench.procs.stop_all()
@@ -439,6 +458,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
 
     result = bench.result(_command(argv))
+    if llm_result is not None:
+        result["llm"] = llm_result
     print()
     print(report.render_text(result))
     complete = not args.quick and args.only is None and not bench.errors

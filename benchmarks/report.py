@@ -385,6 +385,10 @@ def render_markdown(result: dict[str, Any]) -> str:
         lines += [_md_table(("measure", "value"), measured, right_from=2), ""]
     held = [(t["target"], t["observed"], _held_text(t["held"])) for t in result["targets"]]
     lines += ["### Targets", "", _md_table(("target", "observed", "held?"), held, right_from=3), ""]
+    if result.get("llm"):
+        from benchmarks import llm
+
+        lines += [llm.markdown_section(result["llm"]), ""]
     if result.get("notes"):
         lines += ["### Notes", "", *[f"- {n}" for n in result["notes"]], ""]
     return "\n".join(lines)

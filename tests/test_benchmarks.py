@@ -239,6 +239,11 @@ def test_quick_benchmark_of_inferbox_runs(tmp_path: Path) -> None:
         assert row["driver"] == result["driver"]["name"]
     measures = result["measures"]
     assert measures["create_to_ready"]["median_s"] > 0
+    # Language models (the test extra installs transformers): generation was measured, and documented.
+    llm = result["llm"]
+    assert all(v > 0 for v in llm["tokens_per_second"].values()), llm
+    assert llm["ttft_ms"]["p50"] > 0
+    assert "generation tokens/s, 16 concurrent (batched)" in (out / "benchmarks.md").read_text()
     assert measures["scale_to_zero_first_request"]["seconds"] > 0
     assert measures["idle_rss"]["serve_mb"] > 0 and measures["idle_rss"]["replica_mb"] > 0
     assert measures["list_models"]["models_listed"] >= 1000 and measures["list_models"]["p50_ms"] > 0

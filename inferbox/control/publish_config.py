@@ -179,8 +179,12 @@ class PublishConfig(BaseModel):
     tenantId: str | None = Field(
         None, max_length=253, description="the tenant (the admin names it; a tenant's is its own)"
     )
-    modelType: Literal["traditional", "openai"] | None = Field(
-        None, description="openai for language models (default for huggingface), else traditional"
+    modelType: Literal["traditional", "openai", ""] | None = Field(
+        None,
+        description=(
+            'openai for language models (the default, or "", for huggingface text-generation '
+            "and embedding models), else traditional"
+        ),
     )
     externalPath: Annotated[str, AfterValidator(check_external_path)] | None = Field(
         None, max_length=200, description="the path on the gateway; default /models/{name}"

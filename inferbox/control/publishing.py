@@ -17,6 +17,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
+from inferbox import storage
 from inferbox.auth import apikeys
 from inferbox.control import events as ev
 from inferbox.control.audit import FAILURE, SUCCESS, Actor, AuditLog
@@ -42,6 +43,39 @@ _COLUMNS = {
     "authentication": "authentication",
     "metadata": "metadata_",
 }
+
+
+# The tasks a Hugging Face model is served with the OpenAI API for (an unknown task is taken for one:
+# what people publish from the Hub is mostly language models); others are predicted with V1/V2.
+OPENAI_TASKS = frozenset({None, "text-generation", "text2text-generation", "feature-extraction"})
+
+
+def model_task(model: ModelRecord) -> str | None:
+    """A Hugging Face model's task, read from a local model's directory as the model server reads it
+    (remote storage is not fetched for this): None when unknown."""
+    uri = model.config.storage_uri
+    if model.config.framework != "huggingface" or not storage.is_local(uri):
+        return None
+    from inferbox.server.frameworks.huggingface import task_from_config
+
+    try:
+        return task_from_config(storage.local_path(uri))
+    except ValueError:
+        return None
+
+
+def default_model_type(model: ModelRecord) -> str:
+    """`openai` for text-generation and embedding models, else `traditional`."""
+    if model.config.framework != "huggingface":
+        return "traditional"
+    return "openai" if model_task(model) in OPENAI_TASKS else "traditional"
+
+
+def _typed(patch: dict[str, Any], model: ModelRecord) -> dict[str, Any]:
+    """A `modelType` given as "" asks for the model's default, as one left out does on publish."""
+    if patch.get("modelType") == "":
+        return {**patch, "modelType": default_model_type(model)}
+    return patch
 
 
 def config_of(pub: Publication) -> PublishConfig:
@@ -122,6 +156,9 @@ class PublishingService:
                 api_key=api_key,
                 example_input=pub.example_input,
                 model_name=model.name,
+                openai_endpoint=(
+                    "embeddings" if model_task(model) == "feature-extraction" else "chat/completions"
+                ),
             )
         return body
 
@@ -164,8 +201,7 @@ class PublishingService:
     @staticmethod
     def defaults(model: ModelRecord) -> PublishConfig:
         """What a publish that names nothing gets."""
-        model_type = "openai" if model.config.framework == "huggingface" else "traditional"
-        return PublishConfig(modelType=model_type, externalPath=f"/models/{model.name}")
+        return PublishConfig(modelType=default_model_type(model), externalPath=f"/models/{model.name}")
 
     @staticmethod
     def _clash(cfg: PublishConfig) -> str:
@@ -186,7 +222,7 @@ class PublishingService:
         self, model: ModelRecord, patch: dict[str, Any], actor: Actor, example: Any
     ) -> dict[str, Any]:
         """`patch`: the request's config fields; `example`: rows that fit the model, for the docs."""
-        cfg = self._config(self.defaults(model), patch)
+        cfg = self._config(self.defaults(model), _typed(patch, model))
         key, stored = apikeys.generate()
         stamp = now()
         pub = Publication(
@@ -252,7 +288,7 @@ class PublishingService:
     def update(self, model: ModelRecord, patch: dict[str, Any], actor: Actor) -> dict[str, Any]:
         with self.store.session() as session:
             pub = self._locked(session, model, now())
-            cfg = self._config(config_of(pub), patch)
+            cfg = self._config(config_of(pub), _typed(patch, model))
             if (cfg.publicHostname, cfg.externalPath) != (pub.public_hostname, pub.external_path):
                 self._check_route(session, cfg, own_id=pub.id)
             _store(pub, cfg)

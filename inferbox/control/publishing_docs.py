@@ -3,7 +3,11 @@ built from the real URL, key and a body that fits the model, so that the curl ex
 
 The key is only known in the answers that show it (publish, and rotate's newApiKey). Everywhere else the
 examples hold `<your-api-key>` (never the masked key, which no gateway accepts) and `apiKeyNote` says
-where the key was shown, so that substituting it makes every example run."""
+where the key was shown, so that substituting it makes every example run.
+
+An `openai` publication documents the OpenAI API under `{externalUrl}/v1` (chat completions, or
+embeddings for an embedding model), with curl and with the `openai` Python package, whose `base_url` is
+that URL: the client appends `/chat/completions` itself."""
 
 from __future__ import annotations
 
@@ -20,8 +24,10 @@ SHOWN_BEFORE = (
 )
 
 
-def example_body(model_type: str, example_input: Any) -> dict[str, Any]:
+def example_body(model_type: str, example_input: Any, endpoint: str = "chat/completions") -> dict[str, Any]:
     if model_type == "openai":
+        if endpoint == "embeddings":
+            return {"model": "model", "input": ["Hello!", "How are you?"]}
         return {"model": "model", "messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 32}
     instances = example_input if isinstance(example_input, list) and example_input else DEFAULT_INSTANCES
     return {"instances": instances}
@@ -40,21 +46,23 @@ def _request(
     return {"method": method, "url": url, "headers": headers, "body": body, "description": description}
 
 
-def _requests(model_type: str, external_url: str, api_key: str, example_input: Any) -> list[dict[str, Any]]:
+def _requests(
+    model_type: str, external_url: str, api_key: str, example_input: Any, endpoint: str
+) -> list[dict[str, Any]]:
     """The example requests: the main call first, then the model's other endpoints."""
     json_headers = {"Content-Type": "application/json", "X-API-Key": api_key}
-    body = json.dumps(example_body(model_type, example_input))
+    body = json.dumps(example_body(model_type, example_input, endpoint))
     if model_type == "openai":
+        what = "Create embeddings" if endpoint == "embeddings" else "Create a chat completion"
+        bearer = {"Content-Type": "application/json", "Authorization": f"Bearer {api_key}"}
         return [
+            _request("POST", f"{external_url}/v1/{endpoint}", bearer, body, f"{what} (OpenAI API)"),
             _request(
-                "POST",
-                f"{external_url}/chat/completions",
-                json_headers,
-                body,
-                "Create a chat completion (OpenAI API)",
-            ),
-            _request(
-                "GET", f"{external_url}/models", {"X-API-Key": api_key}, None, "List the model (OpenAI API)"
+                "GET",
+                f"{external_url}/v1/models",
+                {"Authorization": f"Bearer {api_key}"},
+                None,
+                "List the model (OpenAI API)",
             ),
         ]
     return [
@@ -105,11 +113,46 @@ def _sdk_examples(call_url: str, api_key: str, body: dict[str, Any]) -> dict[str
     }
 
 
-def _curl(url: str, api_key: str, body_json: str, host: str | None = None) -> str:
+def _openai_examples(external_url: str, api_key: str, body: dict[str, Any], endpoint: str) -> dict[str, str]:
+    """The OpenAI API's own clients: the `openai` package at `{externalUrl}/v1`, fetch, and curl."""
+    base_url = f"{external_url}/v1"
+    if endpoint == "embeddings":
+        call = f"client.embeddings.create(model={body['model']!r}, input={body['input']!r})"
+        show = "print([len(item.embedding) for item in response.data], response.usage)"
+    else:
+        call = (
+            f"client.chat.completions.create(\n    model={body['model']!r},\n"
+            f"    messages={body['messages']!r},\n    max_tokens={body['max_tokens']!r},\n)"
+        )
+        show = "print(response.choices[0].message.content, response.usage)"
+    python = (
+        "from openai import OpenAI\n\n"
+        f"client = OpenAI(base_url={base_url!r}, api_key={api_key!r})\n"
+        f"response = {call}\n"
+        f"{show}"
+    )
+    body_json = json.dumps(body)
+    javascript = (
+        f"const response = await fetch('{base_url}/{endpoint}', {{\n"
+        "  method: 'POST',\n"
+        "  headers: {\n"
+        "    'Content-Type': 'application/json',\n"
+        f"    'Authorization': 'Bearer {api_key}'\n"
+        "  },\n"
+        f"  body: JSON.stringify({body_json})\n"
+        "});\n"
+        "console.log(await response.json());"
+    )
+    curl = _curl(f"{base_url}/{endpoint}", api_key, body_json, auth=f"Authorization: Bearer {api_key}")
+    return {"python": python, "javascript": javascript, "curl": curl}
+
+
+def _curl(url: str, api_key: str, body_json: str, host: str | None = None, auth: str | None = None) -> str:
     lines = [f"curl -X POST {url}"]
     if host:
         lines.append(f"  -H 'Host: {host}'")
-    lines += ["  -H 'Content-Type: application/json'", f"  -H 'X-API-Key: {api_key}'", f"  -d '{body_json}'"]
+    auth = auth or f"X-API-Key: {api_key}"
+    lines += ["  -H 'Content-Type: application/json'", f"  -H '{auth}'", f"  -d '{body_json}'"]
     return " \\\n".join(lines)
 
 
@@ -122,20 +165,26 @@ def documentation(
     api_key: str | None,
     example_input: Any,
     model_name: str = "{name}",
+    openai_endpoint: str = "chat/completions",
 ) -> dict[str, Any]:
     """`api_key`: the full key in the one answer that shows it, else None (the examples then hold
-    `<your-api-key>`)."""
+    `<your-api-key>`). `openai_endpoint`: the main call of an openai publication, "chat/completions" or
+    "embeddings"."""
     note = SHOWN_NOW if api_key else SHOWN_BEFORE.replace("{name}", model_name)
     api_key = api_key or KEY_PLACEHOLDER
-    requests = _requests(model_type, external_url, api_key, example_input)
+    requests = _requests(model_type, external_url, api_key, example_input, openai_endpoint)
     call_url = requests[0]["url"]
-    body = example_body(model_type, example_input)
+    body = example_body(model_type, example_input, openai_endpoint)
+    if model_type == "openai":
+        sdk = _openai_examples(external_url, api_key, body, openai_endpoint)
+    else:
+        sdk = _sdk_examples(call_url, api_key, body)
     docs: dict[str, Any] = {
         "endpointUrl": external_url,
         "authHeaders": {"X-API-Key": api_key},
         "apiKeyNote": note,
         "exampleRequests": requests,
-        "sdkExamples": _sdk_examples(call_url, api_key, body),
+        "sdkExamples": sdk,
     }
     if public_hostname:
         # The public URL needs DNS (and TLS) in front of the gateway; this reaches the gateway directly.

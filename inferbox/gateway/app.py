@@ -351,7 +351,7 @@ class Gateway:
     @staticmethod
     def _limit_key(route: Route, address: str) -> str:
         # A public route has no caller identity but its address: each address gets the route's limits.
-        return f"gw:{route.publication_id}:ip:{address}" if route.public else f"gw:{route.publication_id}"
+        return f"gw:{route.limit_id}:ip:{address}" if route.public else f"gw:{route.limit_id}"
 
     # -- upstream --------------------------------------------------------------------------------
     async def _forward(

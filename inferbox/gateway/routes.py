@@ -44,6 +44,13 @@ class Route:
     config: PublishConfig
     port: int | None
     keys: dict[str, KeyEntry] = field(default_factory=dict)
+    created: int = 0  # the publication's creation, in µs: with the id, it names the publication's budgets
+
+    @property
+    def limit_id(self) -> str:
+        """The name of this publication's rate-limit windows. SQLite may give a new publication the id
+        of one deleted before it: with its creation time beside the id, it never inherits those windows."""
+        return f"{self.publication_id}.{self.created}"
 
     @property
     def model_type(self) -> str:
@@ -115,6 +122,7 @@ class RouteTable:
                 config=config_of(pub),
                 port=model.port,
                 keys={k.lookup_id: KeyEntry(k.salt, k.key_hash, k.expires_at) for k in pub.keys},
+                created=round(pub.created_at.timestamp() * 1_000_000),
             )
             routes[(route.host_key, route.external_path)] = route
         by_key = {lookup: route for route in routes.values() for lookup in route.keys}

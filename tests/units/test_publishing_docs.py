@@ -55,3 +55,19 @@ def test_openai_publications_show_chat_completions() -> None:
     d = docs(model_type="openai")
     assert d["exampleRequests"][0]["url"].endswith("/chat/completions")
     assert json.loads(d["exampleRequests"][0]["body"])["messages"][0]["role"] == "user"
+    assert d["exampleRequests"][0]["url"] == "http://localhost:8080/models/iris/v1/chat/completions"
+    python = d["sdkExamples"]["python"]
+    assert "from openai import OpenAI" in python
+    assert "base_url='http://localhost:8080/models/iris/v1'" in python and f"api_key={KEY!r}" in python
+    compile(python, "<example>", "exec")
+    curl = shlex.split(d["sdkExamples"]["curl"].replace("\\\n", " "))
+    assert curl[3] == "http://localhost:8080/models/iris/v1/chat/completions"
+    assert f"Authorization: Bearer {KEY}" in curl
+
+
+def test_openai_embedding_publications_show_embeddings() -> None:
+    d = docs(model_type="openai", openai_endpoint="embeddings")
+    assert d["exampleRequests"][0]["url"].endswith("/v1/embeddings")
+    assert json.loads(d["exampleRequests"][0]["body"])["input"]
+    assert "client.embeddings.create(" in d["sdkExamples"]["python"]
+    compile(d["sdkExamples"]["python"], "<example>", "exec")
