@@ -53,6 +53,7 @@ function drawNav() {
 
 function showSignIn(message) {
   live.stop();
+  fill(document.getElementById('toasts')); // nothing of one session's notices outlives it
   fill(document.getElementById('nav'));
   fill(document.getElementById('who'));
   document.getElementById('signout').hidden = true;

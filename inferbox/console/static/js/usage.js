@@ -6,7 +6,7 @@ import { fill, h } from './dom.js';
 import { problem } from './format.js';
 import { barChart } from './chart.js';
 
-export function usageCharts(model) {
+export function usageCharts(model, withTokens) {
   let span = '1h';
   const box = h('div', { class: 'charts', 'aria-live': 'polite' }, h('p', { class: 'muted' }, 'Loading usage…'));
   const choose = (w) => {
@@ -52,7 +52,7 @@ export function usageCharts(model) {
           { key: 'unauthorized', name: 'refused credentials (401)', kind: 'bad' },
         ],
       }),
-      barChart({
+      withTokens && barChart({
         id: 'chart-tokens',
         title: `Tokens per ${unit}`,
         buckets: data.buckets,

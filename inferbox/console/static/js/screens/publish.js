@@ -175,7 +175,7 @@ export function publishing(model) {
     clean();
     const limits = pub.rateLimiting;
     const usage = pub.usage || {};
-    const charts = usageCharts(model);
+    const charts = usageCharts(model, pub.modelType === 'openai');
     cleanups.push(charts.cleanup);
     fill(
       root,
@@ -196,7 +196,8 @@ export function publishing(model) {
       charts,
       h('h3', {}, 'Examples'),
       h('p', { class: 'muted' }, 'Replace <your-api-key> with the key shown when the model was published or its key rotated.'),
-      examples(pub.documentation),
+      // Views after publish hold no usable key: say so in the examples rather than show a masked one.
+      examples(withKey(pub, '<your-api-key>').documentation),
     );
   }
 
