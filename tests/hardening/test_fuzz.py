@@ -61,6 +61,7 @@ def fuzz(srv: RunningServer, token: str, report: Path) -> dict[str, Any]:
     return json.loads(report.read_text())
 
 
+@pytest.mark.timeout(600)  # ~1,000 requests and their checks; minutes on a busy 2-core machine
 @pytest.mark.parametrize("who", ["admin", "tenant"])
 def test_fuzzing_finds_no_server_error_and_no_schema_violation(
     module_servers, sklearn_dir: Path, tmp_path: Path, who: str
@@ -77,5 +78,6 @@ def test_fuzzing_finds_no_server_error_and_no_schema_violation(
     assert cases["generated"] >= 20 * result["operations"]["total"]
     assert result["failures"] == [] and result["errors"] == [], json.dumps(result["failures"])[:3000]
     # The fuzzer got past authentication: most operations saw more than 401/403. A tenant sees only 403
-    # from the admin's routes (nine of them with the console's token minting).
-    assert len(result["warnings"]["missing_auth"]) <= (1 if who == "admin" else 9), result["warnings"]
+    # from the admin's eight routes, and from the four whose bodies name a tenant, which the fuzzer's
+    # random names never are (a foreign tenant named is 403, issue 12).
+    assert len(result["warnings"]["missing_auth"]) <= (1 if who == "admin" else 12), result["warnings"]
