@@ -147,7 +147,7 @@ async def test_serves_predictions_then_deletes(make_runtime, svc, wait_for, drai
     assert changes[-1] == {
         "phase": "Ready",
         "ready": True,
-        "replicas": {"desired": 1, "ready": 1, "total": 1},
+        "replicas": {"desired": 1, "ready": 1, "total": 1, "pending": 0},
         "restarts": 0,
     }
     assert any(c["phase"] in ("Pending", "Loading") for c in changes[:-1])

@@ -21,6 +21,7 @@ from inferbox.runtime.local.logs import LogRings
 from inferbox.runtime.local.replica import CRASH_LOOP, RUNNING, TERMINATING, Replica
 from inferbox.runtime.local.routing import ReplicaRouter
 from inferbox.runtime.local.scale_from_zero import ScaleFromZeroWatcher
+from inferbox.runtime.local.slots import ReplicaSlots
 from inferbox.runtime.local.status import StatusReporter
 from inferbox.runtime.local.usage import UsageMeter
 
@@ -66,6 +67,8 @@ class FakeModel:
     spec: ModelSpec = SPEC
     replicas: list[Replica] = field(default_factory=list)
     desired: int = 1
+    pending: int = 0
+    slots: ReplicaSlots = field(default_factory=lambda: ReplicaSlots(4))
     restarts: int = 0
     failure: str | None = None
     model_path: Path | None = Path("/models/iris")
@@ -253,6 +256,23 @@ def test_the_phase_follows_the_replicas() -> None:
     status = reporter.status()
     assert status.url == "http://127.0.0.1:20001/v1/models/iris:predict"
     assert (status.reason, status.message) == ("FailedToLoad", "bad pickle")
+    assert status.error == "bad pickle"
+
+
+def test_replicas_without_a_slot_are_pending_and_unschedulable() -> None:
+    model = FakeModel(pending=2, slots=ReplicaSlots(3))
+    reporter = StatusReporter(model, Bus(), "127.0.0.1")
+    status = reporter.status()
+    assert (status.phase, status.pending, status.reason) == (PENDING, 2, "Unschedulable")
+    assert status.message == model.slots.explain(2) and "all 3 replica slots" in status.message
+    assert status.error is None
+    # Serving with some replicas and waiting for the rest: Ready, and still says why.
+    model.replicas, model.pending = replicas(FakeReplica("r")), 1
+    status = reporter.status()
+    assert (status.phase, status.ready, status.reason) == (READY, True, "Unschedulable")
+    # A failure says more than a lack of room.
+    model.failure = "bad pickle"
+    assert reporter.status().reason == "FailedToLoad"
 
 
 def test_conditions_keep_their_transition_time_while_their_value_stays() -> None:
