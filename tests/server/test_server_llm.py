@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import httpx
 import numpy as np
 import openai
 import pytest
-from llm_models import TINY_CONTEXT
+from llm_models import TINY_CONTEXT, build_tiny_classifier, build_tiny_gpt2
 from server_helpers import ServerProcess, running_server
 
 pytestmark = pytest.mark.llm
@@ -24,6 +25,14 @@ LOAD_TIMEOUT = 120.0  # transformers' import alone takes many seconds on two sha
 @pytest.fixture(scope="module")
 def gpt2(tiny_gpt2_dir: Path) -> Iterator[ServerProcess]:
     with running_server("huggingface", tiny_gpt2_dir, name="tiny", ready_timeout=LOAD_TIMEOUT) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def long_gpt2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A tiny GPT-2 with a long context, so a generation lasts long enough to be walked away from."""
+    model_dir = build_tiny_gpt2(tmp_path_factory.mktemp("long-gpt2"), context=1024)
+    with running_server("huggingface", model_dir, name="long", ready_timeout=LOAD_TIMEOUT) as server:
         yield server
 
 
@@ -312,3 +321,62 @@ def test_embeddings_budget_and_wrong_task(minilm: ServerProcess, gpt2: ServerPro
         client_for(gpt2).embeddings.create(model="tiny", input="hello")
     with pytest.raises(openai.BadRequestError):
         client_for(minilm).embeddings.create(model="minilm", input="hi", dimensions=10)
+
+
+def generation_steps_after_idle(server: ServerProcess) -> int:
+    """Engine steps so far, once no request is in flight any more (polled, bounded)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        stats = httpx.get(server.base_url + "/inferbox/stats").json()
+        if stats["inflight"] == 0:
+            steps: int = stats["generation"]["steps"]
+            return steps
+        time.sleep(0.05)
+    raise AssertionError("a request stayed in flight")
+
+
+LONG = {"model": "long", "prompt": "hello", "max_tokens": 1000, "temperature": 0}
+
+
+def test_a_dropped_stream_stops_its_generation(long_gpt2: ServerProcess) -> None:
+    before = generation_steps_after_idle(long_gpt2)
+    with httpx.stream(
+        "POST", long_gpt2.base_url + "/openai/v1/completions", json={**LONG, "stream": True}, timeout=60
+    ) as response:
+        for line in response.iter_lines():
+            if line.startswith("data: {"):
+                break  # leave after the first chunk: the connection closes
+    assert generation_steps_after_idle(long_gpt2) - before < 1000
+
+
+def test_a_dropped_request_stops_its_generation(long_gpt2: ServerProcess) -> None:
+    before = generation_steps_after_idle(long_gpt2)
+    with pytest.raises(httpx.ReadTimeout):  # the caller gives up and hangs up
+        httpx.post(
+            long_gpt2.base_url + "/openai/v1/completions", json=LONG, timeout=httpx.Timeout(60, read=0.2)
+        )
+    assert generation_steps_after_idle(long_gpt2) - before < 1000
+    # and the replica still serves
+    answer = httpx.post(
+        long_gpt2.base_url + "/openai/v1/completions", json={**LONG, "max_tokens": 3}, timeout=60
+    )
+    assert answer.json()["usage"]["completion_tokens"] == 3
+
+
+def test_text_classification_from_the_config(tmp_path: Path) -> None:
+    from inferbox.server.frameworks import load_model
+
+    model = load_model("huggingface", build_tiny_classifier(tmp_path / "classifier"))
+    assert getattr(model, "task", None) == "text-classification"
+    [predictions] = model.predict(model.prepare(np.array(["hello world", "the fox"], dtype=object)))
+    assert [p["label"] in ("negative", "positive") for p in predictions] == [True, True]
+    assert all(0.0 <= p["score"] <= 1.0 for p in predictions)
+
+
+def test_task_argument_overrides_the_config(tiny_gpt2_dir: Path) -> None:
+    """``--task`` (the model's args) wins: the GPT-2 as an encoder gives embeddings."""
+    from inferbox.server.frameworks import load_model
+
+    model = load_model("huggingface", tiny_gpt2_dir, task="feature-extraction")
+    [vectors] = model.predict(model.prepare(np.array(["hello"], dtype=object)))
+    assert vectors.shape == (1, 32)

@@ -33,6 +33,11 @@ from inferbox.server.errors import InferenceError, ModelLoadError
 from inferbox.server.llm.engine import Delta, Failed, Sampling, ServedLanguageModel
 from inferbox.server.model import Model, TensorSpec
 
+#: Only the files in the model directory, never the Hub (a config may name a remote repository: the
+#: replica must not fetch what a tenant's files point at) and never code shipped with the model.
+#: Pipelines (text-classification) get the same from ``HF_HUB_OFFLINE=1``, set before the import.
+_LOCAL: dict[str, Any] = {"local_files_only": True, "trust_remote_code": False}
+
 #: How many tokens V1/V2 predict generate per string at most.
 PREDICT_NEW_TOKENS = 32
 
@@ -205,6 +210,8 @@ def _set_torch_threads() -> None:
 
 
 def load(path: Path, *, task: str | None = None, max_batch: int = 32) -> Model:
+    # Offline before transformers (and huggingface_hub) are imported: they read it at import time.
+    os.environ["HF_HUB_OFFLINE"] = "1"
     from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer, pipeline
 
     _set_torch_threads()
@@ -214,17 +221,20 @@ def load(path: Path, *, task: str | None = None, max_batch: int = 32) -> Model:
     if task == "text-generation":
         from inferbox.server.llm.transformers_engine import TransformersEngine
 
-        tokenizer = AutoTokenizer.from_pretrained(str(path))
-        lm = AutoModelForCausalLM.from_pretrained(str(path)).eval()
+        tokenizer = AutoTokenizer.from_pretrained(str(path), **_LOCAL)
+        lm = AutoModelForCausalLM.from_pretrained(str(path), **_LOCAL).eval()
         engine = TransformersEngine(lm, tokenizer, max_batch=max_batch)
         language = ServedLanguageModel(task, tokenizer, _context_length(lm, tokenizer), engine=engine)
         return GenerationModel(language)
     if task == "feature-extraction":
         from inferbox.server.llm.embeddings import Embedder, pooling_of
 
-        tokenizer = AutoTokenizer.from_pretrained(str(path))
-        encoder = AutoModel.from_pretrained(str(path)).eval()
+        tokenizer = AutoTokenizer.from_pretrained(str(path), **_LOCAL)
+        encoder = AutoModel.from_pretrained(str(path), **_LOCAL).eval()
+        if tokenizer.pad_token is None:  # decoder tokenizers (GPT-2) have none; padding is masked anyway
+            tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
         embedder = Embedder(encoder, tokenizer, *pooling_of(path))
         language = ServedLanguageModel(task, tokenizer, embedder.context_length, embedder=embedder)
         return EmbeddingModel(language)
-    return PipelineModel(pipeline(task=task, model=str(path), device=-1), task)
+    classifier = pipeline(task=task, model=str(path), device=-1, trust_remote_code=False)
+    return PipelineModel(classifier, task)

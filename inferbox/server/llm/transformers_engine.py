@@ -29,6 +29,7 @@ from inferbox.server.llm.engine import Delta, Failed, Finished, FinishReason, Ge
 from inferbox.server.llm.text import TextStream
 
 logger = logging.getLogger("inferbox.server")
+CANCELLED = "the request was cancelled"
 
 
 @dataclass(eq=False)
@@ -141,6 +142,7 @@ class TransformersEngine:
             request = self._pending[0]
             if request.generation.cancelled:
                 self._pending.popleft()
+                request.generation.push(Failed(CANCELLED))
                 continue
             if request.sampling.n > room and (self._rows or admitted):
                 break  # wait for room rather than overfill the batch
@@ -256,8 +258,11 @@ class TransformersEngine:
         row.request.generation.push(Finished(row.index, reason, row.generated))
 
     def _drop_cancelled(self) -> None:
-        if any(row.request.generation.cancelled for row in self._rows):
-            self._keep([i for i, row in enumerate(self._rows) if not row.request.generation.cancelled])
+        cancelled = {row.request for row in self._rows if row.request.generation.cancelled}
+        if cancelled:
+            self._keep([i for i, row in enumerate(self._rows) if row.request not in cancelled])
+            for request in cancelled:  # ends its event stream, should anyone still read it
+                request.generation.push(Failed(CANCELLED))
 
     # -- the batch's cache -----------------------------------------------------------------------
 

@@ -137,7 +137,7 @@ class OpenAIEndpoints:
         prompt = encode(
             language.tokenizer, text, chat=bool(getattr(language.tokenizer, "chat_template", None))
         )
-        return await self._generate("chat", scope, language, request, [prompt], request.limit())
+        return await self._generate("chat", scope, receive, language, request, [prompt], request.limit())
 
     async def completions(self, scope: Scope, receive: Receive) -> Response | Streamed:
         language = await self._language("text-generation")
@@ -150,12 +150,13 @@ class OpenAIEndpoints:
             )
         if any(not p for p in prompts):
             raise OpenAIError(400, "a prompt must not be empty", param="prompt", code="invalid_value")
-        return await self._generate("text", scope, language, request, prompts, request.max_tokens)
+        return await self._generate("text", scope, receive, language, request, prompts, request.max_tokens)
 
     async def _generate(
         self,
         kind: Kind,
         scope: Scope,
+        receive: Receive,
         language: ServedLanguageModel,
         request: ChatCompletionRequest | CompletionRequest,
         prompts: list[list[int]],
@@ -181,12 +182,18 @@ class OpenAIEndpoints:
             return Streamed(
                 200, SSE, _sse(completion, events, generations, with_usage), [(b"cache-control", b"no-cache")]
             )
+        # A caller that hangs up stops its generation (streams are watched by the app as they send).
+        gone = asyncio.Event()
+        watcher = asyncio.create_task(_cancel_on_disconnect(receive, generations, gone))
         try:
             async for event in events:
                 completion.record(event)
         finally:
+            watcher.cancel()
             for generation in generations:
                 generation.cancel()
+        if gone.is_set():
+            raise InferenceError(499, "client disconnected")
         if completion.failure is not None:
             raise OpenAIError(500, f"generation failed: {completion.failure}")
         return 200, dumps(completion.body()), JSON
@@ -238,6 +245,14 @@ class OpenAIEndpoints:
             data.append({"object": "embedding", "index": i, "embedding": value})
         usage = {"prompt_tokens": total, "total_tokens": total}
         return 200, dumps({"object": "list", "data": data, "model": self.host.name, "usage": usage}), JSON
+
+
+async def _cancel_on_disconnect(receive: Receive, generations: list[Generation], gone: asyncio.Event) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    gone.set()
+    for generation in generations:
+        generation.cancel()
 
 
 def _token_lists(prompt: Any, encode_text: Callable[[str], list[int]]) -> list[list[int]]:
