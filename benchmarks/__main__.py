@@ -284,16 +284,23 @@ class Bench:
                 self.run_load(row_id, label, load)
             v2_url = model["url"].replace("/v1/models/iris:predict", "/v2/models/iris/infer")
             binary_body, binary_headers = iris.v2_binary_batch()
-            self.run_load(
-                "inferbox-v2-json-batch",
-                "inferbox V2 JSON 32x4 FP32 direct",
-                Load(v2_url, iris.v2_json_batch()),
+            pair = (
+                (
+                    "inferbox-v2-json-batch",
+                    "inferbox V2 JSON 32x4 FP32 direct",
+                    Load(v2_url, iris.v2_json_batch()),
+                ),
+                (
+                    "inferbox-v2-binary-batch",
+                    "inferbox V2 binary 32x4 FP32 direct",
+                    Load(v2_url, binary_body, binary_headers),
+                ),
             )
-            self.run_load(
-                "inferbox-v2-binary-batch",
-                "inferbox V2 binary 32x4 FP32 direct",
-                Load(v2_url, binary_body, binary_headers),
-            )
+            # Interleaved per connection count: the two are compared with each other, so they should
+            # meet the same background load (a shared machine drifts over a minute).
+            for shape in SHAPES:
+                for row_id, label, load in pair:
+                    self.run_load(row_id, label, load, shapes=(shape,))
             grpc_host = urlsplit(model["url"]).hostname
             self.run_grpc(
                 "inferbox-grpc-direct",

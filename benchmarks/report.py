@@ -347,6 +347,15 @@ Options: `--duration S` (seconds per load run, default 10), `--only inferbox|kse
   `inferbox serve` with its own data dir (SQLite), `HOST=127.0.0.1`, `RATE_LIMIT_REQUESTS` and
   `RATE_LIMIT_BURST` at 1,000,000,000, `INFERBOX_SCALE_TO_ZERO_SECONDS=1`; iris has 1 replica and is
   published with every limit at 1,000,000,000.
+- **Binary tensors vs JSON** (inferbox's model endpoint, V2 `/v2/models/iris/infer`): the same [32, 4]
+  FP32 tensor as JSON `data`, and with the binary tensor extension both ways (raw little-endian bytes after
+  the JSON header, `Inference-Header-Content-Length`, `binary_data_output: true`), by wrk like the rest.
+- **gRPC** (`ModelInfer` of `inference.GRPCInferenceService`, one FP64 row in typed `fp64_contents`):
+  inferbox's replica on the model's `statusDetails.grpcPort`, and MLServer's gRPC port. No gRPC load
+  generator (such as `ghz`) is on the package registries, so the driver is a bounded asyncio `grpc.aio`
+  loop (`benchmarks/grpc_load.py`): 1 or 32 workers, each on its own channel (connection), calling in a loop
+  with a pre-serialised request for the run's duration. It is CPU-bound itself on 2 cores; the same loop
+  drives both servers, so the ratio between them is what it measures.
 - **create → Ready**: `POST /api/models`, then `GET /api/models/{name}` every 10 ms until `Ready` with a ready
   replica; median of 3 models (each deleted before the next).
 - **First request after scale-to-zero**: a `minReplicas: 0` model, called once, then left until its replicas

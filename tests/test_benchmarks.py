@@ -181,6 +181,17 @@ def test_targets_say_what_held() -> None:
     assert held["GET /api/models with 1,000 models p50 ≤ 50 ms"] is True
     assert held["validate-api-key ≥ 2,000/s"] is True
     assert held["published V2 JSON ≥ 4x KServe direct V1 req/s at 32 connections, no non-2xx"] is False
+    binary = "V2 binary tensors (32x4 FP32) direct no slower than JSON at 32 connections"
+    grpc = "gRPC direct ≥ 1.5x MLServer gRPC at 32 connections"
+    assert held[binary] is None and held[grpc] is None  # not measured
+    more = [
+        _row("inferbox-v2-json-batch", 32, 1000, 5.0),
+        _row("inferbox-v2-binary-batch", 32, 1100, 5.0),
+        _row("inferbox-grpc-direct", 32, 1400, 5.0),
+        _row("mlserver-grpc-direct", 32, 1000, 5.0),
+    ]
+    held = {t["target"]: t["held"] for t in report.targets(rows + more, measures)}
+    assert held[binary] is True and held[grpc] is False
     # A refused published call breaks the first target whatever the throughput.
     rows[3]["non_2xx"] = 1
     first = report.targets(rows, measures)[0]
@@ -229,6 +240,12 @@ def test_quick_benchmark_of_inferbox_runs(tmp_path: Path) -> None:
         ("inferbox-published-v2", 1),
         ("inferbox-published-v2", 32),
         ("validate-api-key", 32),
+        ("inferbox-v2-json-batch", 1),
+        ("inferbox-v2-json-batch", 32),
+        ("inferbox-v2-binary-batch", 1),
+        ("inferbox-v2-binary-batch", 32),
+        ("inferbox-grpc-direct", 1),
+        ("inferbox-grpc-direct", 32),
     }
     assert expected <= set(rows)
     for key in expected:
@@ -236,7 +253,8 @@ def test_quick_benchmark_of_inferbox_runs(tmp_path: Path) -> None:
         assert row["requests"] > 0 and row["rps"] > 0, key
         assert isinstance(row["p50_ms"], float) and isinstance(row["p99_ms"], float), key
         assert row["non_2xx"] == 0 and row["socket_errors"] == 0, (key, row)
-        assert row["driver"] == result["driver"]["name"]
+        grpc_row = key[0] == "inferbox-grpc-direct"
+        assert row["driver"] == ("grpc.aio loop" if grpc_row else result["driver"]["name"])
     measures = result["measures"]
     assert measures["create_to_ready"]["median_s"] > 0
     # Language models (the test extra installs transformers): generation was measured, and documented.
@@ -247,4 +265,4 @@ def test_quick_benchmark_of_inferbox_runs(tmp_path: Path) -> None:
     assert measures["scale_to_zero_first_request"]["seconds"] > 0
     assert measures["idle_rss"]["serve_mb"] > 0 and measures["idle_rss"]["replica_mb"] > 0
     assert measures["list_models"]["models_listed"] >= 1000 and measures["list_models"]["p50_ms"] > 0
-    assert len(result["targets"]) == 10
+    assert len(result["targets"]) == 12

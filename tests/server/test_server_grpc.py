@@ -272,3 +272,22 @@ def test_grpc_port_out_of_range_is_a_usage_error(sklearn_dir: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 2
     assert "--grpc-port must be between 0 and 65535" in done.stderr
+
+
+def test_typed_bytes_contents_decode_as_raw_ones_do() -> None:
+    """BYTES in typed contents reach the model as raw BYTES do: text when UTF-8, bytes otherwise."""
+    from inferbox.server.grpc.tensors import decode_request
+    from inferbox.server.model import Model, TensorSpec
+
+    model = Model([TensorSpec("text", "BYTES", (-1,))], [TensorSpec("label", "BYTES", (-1,))])
+    model.tabular = False
+    typed = pb.ModelInferRequest(model_name="m")
+    typed.inputs.add(name="text", datatype="BYTES", shape=[2]).contents.bytes_contents.extend(
+        [b"hi", b"\xff"]
+    )
+    raw = pb.ModelInferRequest(model_name="m")
+    raw.inputs.add(name="text", datatype="BYTES", shape=[2])
+    raw.raw_input_contents.append(b"\x02\x00\x00\x00hi\x01\x00\x00\x00\xff")
+    for request in (typed, raw):
+        x = decode_request(request, model).x
+        assert x is not None and x.tolist() == ["hi", b"\xff"]

@@ -80,6 +80,8 @@ def _typed(name: str, datatype: str, shape: list[int], contents: pb.InferTensorC
     if field is None:
         raise InferenceError(400, f"input {name!r} is {datatype}, which travels only as raw_input_contents")
     values: Any = list(getattr(contents, field))
+    if datatype == "BYTES":  # as from raw contents: text when UTF-8, else bytes
+        values = [binary.text_or_bytes(v) for v in values]
     return typed_array(name, datatype, shape, values)
 
 

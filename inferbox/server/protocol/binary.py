@@ -69,7 +69,7 @@ def _bytes_elements(name: str, raw: bytes | memoryview, count: int) -> np.ndarra
                 400,
                 f"input {name!r}: BYTES element {i} claims {length} bytes, but only {end - offset} remain",
             )
-        out[i] = _text_or_bytes(bytes(view[offset : offset + length]))
+        out[i] = text_or_bytes(bytes(view[offset : offset + length]))
         offset += length
     if offset != end:
         raise InferenceError(
@@ -78,7 +78,7 @@ def _bytes_elements(name: str, raw: bytes | memoryview, count: int) -> np.ndarra
     return out
 
 
-def _text_or_bytes(value: bytes) -> str | bytes:
+def text_or_bytes(value: bytes) -> str | bytes:
     # Models here take text (as JSON BYTES tensors give them); bytes that are not UTF-8 stay bytes.
     try:
         return value.decode("utf-8")
