@@ -174,9 +174,8 @@ def test_tenants_are_namespaces(plane: tuple[str, EmulatorThread, RunningServer]
 def test_envoys_ext_auth_lets_only_the_models_own_key_through(
     plane: tuple[str, EmulatorThread, RunningServer],
 ) -> None:
-    mode, _, srv = plane
-    if mode != "envoy":
-        pytest.skip("extAuth is the envoy data plane's")
+    # The route is Envoy's, but every control plane serves it alike, whichever data plane it writes.
+    _, _, srv = plane
     keys, paths = {}, {}
     for name in ("left", "right"):
         deploy(srv, "shop-e", name)
