@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from inferbox.api.metrics import HttpMetrics
 from inferbox.auth.tokens import TokenService
@@ -134,13 +136,25 @@ def wire_kubernetes(
     )
     publishing.listeners.append(publisher.sync_blocking)
     runtime.after_reconcile.append(publisher.sync)
-    tenant_admin.on_created.append(lambda name: runtime.run_blocking(runtime.ensure_namespace(name)))
 
     async def removed(name: str) -> None:
         await publisher.forget_tenant(name)
         await runtime.remove_namespace(name)
 
-    tenant_admin.on_deleted.append(lambda name: runtime.run_blocking(removed(name)))
+    def hook(what: str, make: Callable[[str], Any]) -> Callable[[str], None]:
+        """A tenant hook that never fails the tenant's change: the store is the truth, and a namespace
+        the cluster could not make now is made with the tenant's first model (or by the admin)."""
+
+        def run(name: str) -> None:
+            try:
+                runtime.run_blocking(make(name))
+            except Exception as exc:
+                log.warning("could not %s the namespace of tenant %s: %r", what, name, exc)
+
+        return run
+
+    tenant_admin.on_created.append(hook("make", runtime.ensure_namespace))
+    tenant_admin.on_deleted.append(hook("remove", removed))
 
 
 def claim_runtime(store: Store, runtime: LocalRuntime) -> Lease:

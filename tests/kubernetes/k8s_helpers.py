@@ -217,6 +217,15 @@ def _crd_schemas(filename: str) -> dict[tuple[str, str], dict[str, Any]]:
     return out
 
 
+@functools.cache
+def _validator(api: str, kind: str) -> jsonschema.Draft7Validator:
+    """One validator per kind (the CRDs are trusted: `jsonschema.validate` would check each huge
+    schema against the metaschema on every call)."""
+    schema = _crd_schemas(CRD_FILES.get(kind, "gateway-api.yaml")).get((api, kind))
+    assert schema is not None, f"no CRD schema for {api} {kind}"
+    return jsonschema.Draft7Validator(schema)
+
+
 def validate(manifest: dict[str, Any]) -> None:
     """Fails the test unless `manifest` validates: custom kinds against their CRD's schema, built-in
     kinds against Kubernetes' own (kubernetes-validate, offline)."""
@@ -224,9 +233,7 @@ def validate(manifest: dict[str, Any]) -> None:
     if api.split("/")[0] in CUSTOM_GROUPS:
         if not CRDS.is_dir():
             pytest.skip(f"the CRD schemas are not at {CRDS} (set INFERBOX_CRDS)")
-        schema = _crd_schemas(CRD_FILES.get(kind, "gateway-api.yaml")).get((api, kind))
-        assert schema is not None, f"no CRD schema for {api} {kind}"
-        jsonschema.validate(manifest, schema, cls=jsonschema.Draft7Validator)
+        _validator(api, kind).validate(manifest)
         return
     import kubernetes_validate
 

@@ -114,3 +114,20 @@ def test_the_api_server_stopped_and_started(
         wait_status(c, "survivor", "Ready", timeout=20)  # the cache caught up, no restart
         assert create(c, "while-down").status_code == 201
         assert c.get("/api/models/while-down").status_code == 200
+
+
+def test_a_tenant_made_while_the_cluster_is_down_gets_its_namespace_later(
+    k8s: RunningServer, cluster: EmulatorThread
+) -> None:
+    with k8s.admin() as admin:
+        cluster.stop()
+        try:
+            r = admin.post("/api/admin/tenants", json={"name": "late-team"})
+            assert r.status_code == 201, r.text  # the store is the truth
+        finally:
+            cluster.start()
+    assert cluster.call(lambda e: e.get("v1/namespaces", None, "late-team")) is None
+    with k8s.tenant("late-team") as c:
+        wait_for(lambda: create(c, "first").status_code == 201, timeout=20)
+    ns = cluster.call(lambda e: e.get("v1/namespaces", None, "late-team"))
+    assert ns is not None and ns["metadata"]["labels"]["inferbox.io/tenant"] == "late-team"

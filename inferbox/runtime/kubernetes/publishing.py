@@ -30,11 +30,13 @@ from sqlalchemy.orm import selectinload
 
 from inferbox.blocking import in_thread
 from inferbox.runtime.kubernetes import manifests as m
+from inferbox.runtime.kubernetes.cache import as_dict
 from inferbox.runtime.kubernetes.runtime import (
     KINDS,
     UNREACHABLE,
     KubernetesRuntime,
     ReferenceGrant,
+    contains,
 )
 from inferbox.store import Store
 from inferbox.store.tables import Publication as PublicationRow
@@ -84,6 +86,7 @@ class GatewayPublisher:
         self.gateway_service = m.ServiceRef.parse(gateway_service)
         self.control_service = m.ServiceRef.parse(control_service)
         self._lock = asyncio.Lock()
+        self._observed: dict[tuple[str, str, str], dict[str, Any]] = {}
 
     def objects(self, pub: m.Publication, owner: dict[str, Any]) -> list[dict[str, Any]]:
         """The set one publication calls for, in creation order (the route last: it opens the door)."""
@@ -116,6 +119,15 @@ class GatewayPublisher:
         client = self.runtime.client
         assert client is not None
         wanted = await in_thread(self.publications)
+        # What exists now, so that a sync writes only what differs (one publish among many publications
+        # costs a few list calls and its own writes, not a patch of every set).
+        observed: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for kind in (*SET_KINDS, "ReferenceGrant"):
+            async for item in client.list(KINDS[kind], namespace="*", labels={m.MANAGED_BY: m.MANAGER}):
+                obj = as_dict(item)
+                meta = obj.get("metadata") or {}
+                observed[(kind, meta.get("namespace") or "", meta.get("name") or "")] = obj
+        self._observed = observed
         keep: set[tuple[str, str, str]] = set()
         errors: list[BaseException] = []
         for pub in wanted:
@@ -130,13 +142,9 @@ class GatewayPublisher:
                 await self._apply_set(objs)
             except (ApiError, *UNREACHABLE) as exc:
                 errors.append(exc)
-        for kind in SET_KINDS:
-            res = KINDS[kind]
-            async for item in client.list(res, namespace="*", labels={m.MANAGED_BY: m.MANAGER}):
-                meta = item.metadata
-                assert meta is not None and meta.name is not None
-                if (kind, meta.namespace or "", meta.name) not in keep:
-                    await self._delete(kind, meta.namespace or "", meta.name)
+        for kind, ns, name in observed:
+            if kind in SET_KINDS and (kind, ns, name) not in keep:
+                await self._delete(kind, ns, name)
         if errors:
             raise errors[0]
 
@@ -149,13 +157,25 @@ class GatewayPublisher:
             for obj in objs:
                 res = KINDS[obj["kind"]]
                 meta = obj["metadata"]
+                before = self._observed.get((obj["kind"], meta["namespace"], meta["name"]))
+                if (
+                    before is not None
+                    and before.get("spec") == obj["spec"]
+                    and contains(before.get("metadata", {}).get("labels") or {}, meta["labels"])
+                ):
+                    continue  # already as wanted
                 try:
                     await client.create(res.from_dict(obj))
                     made.append(obj)
                 except ApiError as exc:
                     if exc.status.code != 409:
                         raise
-                    patch = {"metadata": {"labels": meta["labels"]}, "spec": obj["spec"]}
+                    # A merge patch keeps keys it does not name: those the set no longer has are nulled
+                    # (a publicHostname taken away takes the route's hostnames with it).
+                    spec = dict(obj["spec"])
+                    for key in (before or {}).get("spec") or {}:
+                        spec.setdefault(key, None)
+                    patch = {"metadata": {"labels": meta["labels"]}, "spec": spec}
                     await client.patch(
                         res, meta["name"], patch, namespace=meta["namespace"], patch_type=PatchType.MERGE
                     )

@@ -105,10 +105,10 @@ def unavailable(exc: BaseException) -> RuntimeUnavailable:
     return RuntimeUnavailable(f"the Kubernetes API cannot be reached ({type(exc).__name__})")
 
 
-def _contains(observed: Any, desired: Any) -> bool:
+def contains(observed: Any, desired: Any) -> bool:
     """`desired` is a part of `observed` (the API server may add defaults, never change ours)."""
     if isinstance(desired, dict):
-        return isinstance(observed, dict) and all(_contains(observed.get(k), v) for k, v in desired.items())
+        return isinstance(observed, dict) and all(contains(observed.get(k), v) for k, v in desired.items())
     return bool(observed == desired)
 
 
@@ -289,7 +289,7 @@ class KubernetesRuntime:
             "metadata": {k: desired["metadata"][k] for k in ("labels", "annotations")},
             "spec": desired["spec"],
         }
-        if observed is not None and _contains(observed, owned):
+        if observed is not None and contains(observed, owned):
             return observed
         try:
             created = await self.client.create(InferenceService.from_dict(desired))
@@ -371,7 +371,7 @@ class KubernetesRuntime:
             self._announce(*key, {"reason": "Recreated", "message": "deleted outside inferbox; recreated"})
             self._spawn(self._recreate(spec))
             return
-        if not _contains(obj.get("spec"), m.inference_service_spec(spec)):
+        if not contains(obj.get("spec"), m.inference_service_spec(spec)):
             log.warning("InferenceService %s/%s drifted from its spec: patching it back", *key)
             self._spawn(self._recreate(spec))
         self._announce(*key)
