@@ -111,8 +111,8 @@ class _Meter:
         if payload == b"[DONE]":
             self.seen_end = True
             return True
-        if b'"usage"' not in payload:
-            return True
+        if b'"usage"' not in payload or b'"usage":null' in payload:
+            return True  # (the common chunk, told apart without parsing it)
         try:
             parsed = orjson.loads(payload)
         except orjson.JSONDecodeError:
