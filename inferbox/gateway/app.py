@@ -230,8 +230,8 @@ class Gateway:
         key = self._limit_key(route, address)
         decision = await self.limiter.hit(key, route.quotas)
         rate_headers = decision.headers("requestsPerMinute")
-        if route.model_type == "openai" and (action == "models" or not decision.allowed):
-            # (An admitted completion's token headers come from its reservation, in gateway/llm.py.)
+        if route.model_type == "openai" and not decision.allowed:
+            # (An admitted call's token headers come from its reservation, in gateway/llm.py.)
             (budget,) = await self.limiter.states(key, (route.token_quota,))
             rate_headers.update(openai_headers(request_state(decision), budget))
         if not decision.allowed:
