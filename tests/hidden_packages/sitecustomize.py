@@ -21,7 +21,7 @@ import re
 import sys
 from collections.abc import Iterable, Sequence
 from importlib.machinery import ModuleSpec, PathFinder
-from importlib.metadata import Distribution, DistributionFinder
+from importlib.metadata import DistributionFinder, PathDistribution
 from types import ModuleType
 
 HIDDEN = frozenset(
@@ -50,7 +50,7 @@ class HidingPathFinder(PathFinder):
     @classmethod
     def find_distributions(
         cls, context: DistributionFinder.Context = DistributionFinder.Context()
-    ) -> Iterable[Distribution]:
+    ) -> Iterable[PathDistribution]:
         if context.name is not None and _canonical(context.name) in _HIDDEN_DISTRIBUTIONS:
             return iter(())
         found = super().find_distributions(context)
