@@ -17,7 +17,6 @@ import pytest
 from support import wait_for, wait_ready
 from trained import Iris
 
-from inferbox.server.frameworks import missing_extra
 from inferbox.server.grpc import oip_pb2
 
 ROWS = slice(0, 150, 7)  # a spread of rows from all three classes
@@ -158,12 +157,7 @@ def _create_failures(sklearn_dir: Path, tmp_path: Path) -> list[tuple[dict[str, 
         ({**ok, "name": "m" * 46}, "Field 'name' must be at most 45 characters"),
         ({k: v for k, v in ok.items() if k != "framework"}, "Field 'framework' is required"),
         ({**ok, "framework": "caffe"}, "Field 'framework' must be one of"),
-        # Only where the extra is missing (the lead's venv has torch; a clean `.[test]` install has not).
-        *(
-            [({**ok, "framework": "pytorch"}, "pip install 'inferbox[pytorch]'")]
-            if missing_extra("pytorch")
-            else []
-        ),
+        # A framework whose extra is missing: tests/api/test_missing_extras.py (torch is installed here).
         ({k: v for k, v in ok.items() if k != "storageUri"}, "Field 'storageUri' is required"),
         ({**ok, "storageUri": f"file://{tmp_path}/missing"}, "does not exist"),
         ({**ok, "storageUri": "s3://bucket/model"}, "pip install 'inferbox[storage]'"),

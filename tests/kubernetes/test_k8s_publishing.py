@@ -171,6 +171,8 @@ def test_tenants_are_namespaces(plane: tuple[str, EmulatorThread, RunningServer]
     assert legacy is not None and legacy["metadata"]["labels"] == {"team": "x"}
 
 
+# extAuth is the envoy data plane's only: the test runs on that plane (not skipped on the other).
+@pytest.mark.parametrize("plane", ["envoy"], indirect=True)
 def test_envoys_ext_auth_lets_only_the_models_own_key_through(
     plane: tuple[str, EmulatorThread, RunningServer],
 ) -> None:

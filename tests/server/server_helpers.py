@@ -8,7 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -99,14 +99,18 @@ def running_server(
         server.close()
 
 
-def run_server_to_exit(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-    """Run the server with ``args`` and wait for it to exit by itself (load failures, usage errors)."""
+def run_server_to_exit(
+    *args: str, timeout: float = 60.0, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the server with ``args`` and wait for it to exit by itself (load failures, usage errors);
+    ``env`` replaces the environment (e.g. one that hides a framework's packages)."""
     return subprocess.run(
         [sys.executable, "-m", "inferbox.server", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
+        env=env,
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
+from hiding import env_hiding
 from trained import Iris
 
 from inferbox.server.errors import InferenceError, ModelLoadError, one_line
@@ -24,18 +24,32 @@ def test_registry_lists_the_frameworks() -> None:
 
 
 def test_missing_extra() -> None:
-    for framework in ("sklearn", "xgboost", "lightgbm", "onnx"):
+    # The test extra installs every framework's packages, the optional ones included.
+    for framework in FRAMEWORKS:
         assert missing_extra(framework) is None
-    if importlib.util.find_spec("torch") is None:
-        assert missing_extra("pytorch") == (
-            "framework 'pytorch' needs the optional extra: pip install 'inferbox[pytorch]'"
-        )
-    if importlib.util.find_spec("transformers") is None:
-        assert missing_extra("huggingface") == (
-            "framework 'huggingface' needs the optional extra: pip install 'inferbox[huggingface]'"
-        )
     with pytest.raises(ModelLoadError, match="unknown framework 'caffe'"):
         missing_extra("caffe")
+
+
+def _missing_extras_without(*packages: str) -> dict[str, str | None]:
+    """``missing_extra`` of every framework, in a process that cannot see ``packages``."""
+    code = (
+        "import json; from inferbox.server.frameworks import FRAMEWORKS, missing_extra; "
+        "print(json.dumps({name: missing_extra(name) for name in FRAMEWORKS}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env_hiding(*packages)
+    )
+    return orjson.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+def test_missing_extra_names_the_extra_to_install() -> None:
+    pytorch = "framework 'pytorch' needs the optional extra: pip install 'inferbox[pytorch]'"
+    huggingface = "framework 'huggingface' needs the optional extra: pip install 'inferbox[huggingface]'"
+    always = {name: None for name in ("sklearn", "xgboost", "lightgbm", "onnx")}
+    # Hugging Face models run on torch, so without torch both frameworks are missing.
+    assert _missing_extras_without("torch") == {**always, "pytorch": pytorch, "huggingface": huggingface}
+    assert _missing_extras_without("transformers") == {**always, "pytorch": None, "huggingface": huggingface}
 
 
 def test_importing_the_registry_imports_no_framework() -> None:

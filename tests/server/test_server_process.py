@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import signal
 import socket
 import subprocess
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hiding import env_hiding
 from server_helpers import (
     ServerProcess,
     free_port,
@@ -192,13 +192,12 @@ def test_unknown_framework_exits_3(sklearn_dir: Path) -> None:
     assert "unknown framework 'tensorflow'" in load_failure_line(result.stderr)
 
 
+# Each case hides one package only: huggingface lacks transformers even where torch is installed.
 @pytest.mark.parametrize(("framework", "module"), [("pytorch", "torch"), ("huggingface", "transformers")])
 def test_missing_optional_extra_exits_3(tmp_path: Path, framework: str, module: str) -> None:
-    if importlib.util.find_spec(module) is not None:
-        pytest.skip(f"{module} is installed here, so the extra is not missing")
     (tmp_path / "model.pt").write_bytes(b"")
     (tmp_path / "config.json").write_text("{}")
-    result = run_server_to_exit(*model_args(framework, tmp_path))
+    result = run_server_to_exit(*model_args(framework, tmp_path), env=env_hiding(module))
     assert result.returncode == 3
     assert load_failure_line(result.stderr) == (
         f"framework {framework!r} needs the optional extra: pip install 'inferbox[{framework}]'"
