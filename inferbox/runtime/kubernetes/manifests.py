@@ -46,16 +46,18 @@ def namespace(tenant: str, *, created: bool) -> dict[str, Any]:
 
 def inference_service_spec(spec: ModelSpec) -> dict[str, Any]:
     """The `spec` inferbox owns: the whole of it, so a merge patch of it puts back any drift."""
+    model: dict[str, Any] = {"modelFormat": {"name": spec.framework}, "storageUri": spec.storage_uri}
+    if spec.framework == "huggingface":
+        # KServe's huggingface server takes `--task=...` as inferbox's does. Always written for this
+        # framework (`[]` without a task): a merge patch replaces the list, so clearing it clears it.
+        model["args"] = spec.server_args
     return {
         "predictor": {
             "minReplicas": spec.min_replicas,
             "maxReplicas": spec.max_replicas,
             "scaleTarget": spec.scale_target,
             "scaleMetric": spec.scale_metric,
-            "model": {
-                "modelFormat": {"name": spec.framework},
-                "storageUri": spec.storage_uri,
-            },
+            "model": model,
         }
     }
 
