@@ -1,5 +1,5 @@
-"""`args.task` read where a model's task matters without loading it: the publication's default
-`modelType` and its documented endpoint (control/publishing.py), and the replica's command line."""
+"""`args.task` where a model's task matters without loading it: the publication's default `modelType`
+(control/publishing.py), the replica's command line, and the store's `models.args` (migration 0006)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import text
 
 from inferbox.control.model_config import ModelArgs, ModelConfig
-from inferbox.control.model_rows import ModelRecord
+from inferbox.control.model_rows import ModelRecord, ModelRows
 from inferbox.control.publishing import default_model_type, model_task
 from inferbox.runtime.local.supervisor import RuntimeSettings, server_argv
+from inferbox.store import Store
+from inferbox.store.db import MIGRATIONS
 
 STAMP = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -48,3 +53,40 @@ def test_the_replica_is_started_with_the_task_and_without_one_when_none_is_given
     assert told.count("--task=text-generation") == 1
     plain = server_argv(settings, record(tmp_path).spec, tmp_path)
     assert not [a for a in plain if a.startswith("--task")]
+
+
+def test_args_are_stored_and_a_model_from_before_0006_has_none(database_url: str, tmp_path: Path) -> None:
+    """On SQLite and PostgreSQL: a row written at revision 0005 reads, after the upgrade, as a model
+    without options; a task written afterwards comes back, and an update empties it."""
+    store = Store(database_url)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with store.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0005")
+        conn.execute(
+            text("INSERT INTO tenants (name, status, created_at) VALUES ('tenant-a', 'Active', :t)"),
+            {"t": STAMP},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO models (namespace, name, framework, storage_uri, min_replicas, max_replicas,"
+                " scale_target, scale_metric, generation, created_at, updated_at) VALUES ('tenant-a',"
+                " 'old', 'huggingface', :uri, 1, 1, 10, 'concurrency', 1, :t, :t)"
+            ),
+            {"uri": str(tmp_path), "t": STAMP},
+        )
+    store.migrate()
+    rows = ModelRows(store)
+    old = rows.find("tenant-a", "old", fresh=True)
+    assert old.config.args == ModelArgs() and "args" not in old.config.view()
+    assert old.spec.args == {} and old.spec.server_args == []
+
+    told = record(tmp_path, task="feature-extraction").config
+    made = rows.insert("tenant-a", "new", told, STAMP)
+    again = ModelRows(store).find("tenant-a", "new", fresh=True)  # a second process reads it
+    assert again.config.view()["args"] == {"task": "feature-extraction"}
+    assert again.spec.server_args == ["--task=feature-extraction"]
+    rows.write(made.id, record(tmp_path).config, 2, STAMP)
+    assert ModelRows(store).find("tenant-a", "new", fresh=True).config.args.task is None
+    store.engine.dispose()
