@@ -81,8 +81,8 @@ class ModelSpec:
 
     @property
     def server_args(self) -> list[str]:
-        """`args` as the model server's command-line options (`--task=text-generation`); the same
-        options KServe's huggingface server takes in `predictor.model.args`."""
+        """`args` as inferbox's model server takes them (`--task=text-generation`). KServe's
+        huggingface server spells its tasks its own way (see kubernetes/manifests.py)."""
         task = self.args.get("task")
         return [f"--task={task}"] if task else []
 

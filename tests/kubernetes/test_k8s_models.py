@@ -171,13 +171,13 @@ def test_a_huggingface_task_becomes_the_predictors_args_and_an_update_replaces_t
         assert obj["spec"]["predictor"]["model"] == {
             "modelFormat": {"name": "huggingface"},
             "storageUri": "hf://openai-community/gpt2",
-            "args": ["--task=text-generation"],
+            "args": ["--task=text_generation"],  # KServe's huggingface server's name for it
         }
         r = c.put("/api/models/writer", json={"args": {"task": "feature-extraction"}})
         assert r.status_code == 200, r.text
         changed = isvc(cluster, "team-a", "writer")
         assert changed is not None
-        assert changed["spec"]["predictor"]["model"]["args"] == ["--task=feature-extraction"]
+        assert changed["spec"]["predictor"]["model"]["args"] == ["--task=text_embedding"]
         assert changed["metadata"]["annotations"]["inferbox.io/generation"] == "2"
         # No task: the list is emptied (a merge patch that left `args` out would keep the old one).
         assert c.put("/api/models/writer", json={"args": {}}).status_code == 200

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import get_args
 
 import pytest
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import text
 
-from inferbox.control.model_config import ModelArgs, ModelConfig
+from inferbox.control.model_config import HfTask, ModelArgs, ModelConfig
 from inferbox.control.model_rows import ModelRecord, ModelRows
 from inferbox.control.publishing import default_model_type, model_task
+from inferbox.runtime import ModelSpec
+from inferbox.runtime.kubernetes.manifests import KSERVE_HF_TASKS, inference_service_spec
 from inferbox.runtime.local.supervisor import RuntimeSettings, server_argv
 from inferbox.store import Store
 from inferbox.store.db import MIGRATIONS
@@ -90,3 +93,17 @@ def test_args_are_stored_and_a_model_from_before_0006_has_none(database_url: str
     rows.write(made.id, record(tmp_path).config, 2, STAMP)
     assert ModelRows(store).find("tenant-a", "new", fresh=True).config.args.task is None
     store.engine.dispose()
+
+
+@pytest.mark.parametrize("task", get_args(HfTask))
+def test_an_inference_service_names_each_task_as_kserves_huggingface_server_does(task: str) -> None:
+    spec = ModelSpec("tenant-a", "m", "huggingface", "hf://org/model", args={"task": task})
+    model = inference_service_spec(spec)["predictor"]["model"]
+    kserve_names = {"text_generation", "text_embedding", "sequence_classification"}  # its MLTask's
+    assert len(model["args"]) == 1 and model["args"][0].removeprefix("--task=") in kserve_names
+    assert model["args"] == [f"--task={KSERVE_HF_TASKS[task]}"]
+    # Other frameworks take no args: their InferenceServices are as they were.
+    assert (
+        "args"
+        not in inference_service_spec(ModelSpec("tenant-a", "m", "sklearn", "s3://b/m"))["predictor"]["model"]
+    )
