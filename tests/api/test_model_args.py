@@ -132,6 +132,11 @@ def test_told_text_generation_it_chats_at_its_openai_publication(
         ]
         r = c.post("/api/models/writer/publish", json={"config": {}})
     assert r.status_code == 201, r.text
+    with srv.admin() as admin:
+        shown = admin.post("/api/admin/kubectl", json={"command": "get isvc writer -n tenant-a -o json"})
+    assert shown.status_code == 200, shown.text
+    isvc = json.loads(shown.json()["result"])
+    assert isvc["spec"]["predictor"]["model"]["args"] == ["--task=text-generation"]  # as the replica runs
     published = r.json()["publishedModel"]
     assert published["modelType"] == "openai"  # left out: args.task makes it a language model
     assert published["documentation"]["exampleRequests"][0]["url"].endswith("/v1/chat/completions")
