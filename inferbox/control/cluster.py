@@ -34,6 +34,7 @@ def _model_state(record: ModelRecord, status: ModelStatus | None) -> ModelState:
         generation=record.generation,
         created=record.created_at,
         status=status,
+        args=tuple(record.spec.server_args),
     )
 
 

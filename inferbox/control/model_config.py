@@ -3,14 +3,23 @@
 `ModelConfig`'s fields are named once. The API reads and writes them by their camelCase aliases
 (`storageUri`, `minReplicas`), the store's columns and the runtime's `ModelSpec` carry the same names in
 snake_case, so a row, a spec and a JSON view are all made from `model_dump()` of this class. Adding a
-field means adding it here and a column.
+field means adding it here and a column. `args` (`ModelArgs`) is the one nested field: the framework's
+own options, stored as a JSON object.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    field_serializer,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from inferbox import storage
@@ -22,6 +31,9 @@ from inferbox.server.frameworks import FRAMEWORKS
 MAX_NAME = 45  # KServe's limit: the predictor's service name must stay a DNS label
 MAX_SCALE_TARGET = 100_000
 ScaleMetric = Literal["concurrency", "rps", "cpu", "memory"]
+# The tasks a huggingface model may be told to serve (the model server's `--task`): the ones whose
+# config does not say so themselves are mostly language models saved without their head's name.
+HfTask = Literal["text-generation", "feature-extraction", "text-classification"]
 
 
 def _known_framework(name: str) -> str:
@@ -39,6 +51,21 @@ def _storage_shape(uri: str) -> str:
         except storage.StorageError as exc:
             raise field_error(": " + str(exc).removeprefix("storageUri").lstrip(":").strip()) from None
     return uri
+
+
+class ModelArgs(BaseModel):
+    """A framework's own options for a model (today only huggingface's `task`). Unknown keys are
+    refused rather than ignored: a misspelt option would otherwise silently change nothing."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    task: HfTask | None = Field(
+        None,
+        description="huggingface only: the pipeline task (default: from the model's config.json)",
+    )
+
+    def is_empty(self) -> bool:
+        return self.task is None
 
 
 class ModelConfig(BaseModel):
@@ -69,6 +96,9 @@ class ModelConfig(BaseModel):
     scale_metric: Annotated[
         ScaleMetric, Field(description="concurrency or rps (cpu and memory on Kubernetes)")
     ] = "concurrency"
+    args: Annotated[
+        ModelArgs, Field(description='the framework\'s options: {"task": ...} for huggingface')
+    ] = ModelArgs()
 
     @model_validator(mode="before")
     @classmethod
@@ -83,10 +113,21 @@ class ModelConfig(BaseModel):
             raise InvalidField(f"Field 'maxReplicas' must be at most {max_replicas} (INFERBOX_MAX_REPLICAS)")
         if self.min_replicas > self.max_replicas:
             raise InvalidField("Field 'minReplicas' must not exceed 'maxReplicas'")
+        if not self.args.is_empty() and self.framework != "huggingface":
+            raise InvalidField(f"Field 'args' is only for framework huggingface (got '{self.framework}')")
+
+    @field_serializer("args")
+    def _args_set(self, args: ModelArgs) -> dict[str, Any]:
+        # Only the options given: `{}` for none, the same in the API's view, the store and the spec.
+        return args.model_dump(exclude_none=True)
 
     def view(self) -> dict[str, Any]:
-        """The API's names: `{"framework", "storageUri", "minReplicas", ...}`."""
-        return self.model_dump(by_alias=True, include=set(ModelConfig.model_fields))
+        """The API's names: `{"framework", "storageUri", "minReplicas", ...}`; `args` only when it
+        holds an option, so that a model without any answers exactly as the spec shows."""
+        view = self.model_dump(by_alias=True, include=set(ModelConfig.model_fields))
+        if not view["args"]:
+            del view["args"]
+        return view
 
     def fields(self) -> dict[str, Any]:
         """The store's and ModelSpec's names: `{"framework", "storage_uri", "min_replicas", ...}`."""
@@ -94,8 +135,12 @@ class ModelConfig(BaseModel):
 
     @classmethod
     def of(cls, row: Any) -> ModelConfig:
-        """From anything with the fields as attributes (a store row); trusted, so not re-validated."""
-        return ModelConfig.model_construct(**{name: getattr(row, name) for name in ModelConfig.model_fields})
+        """From anything with the fields as attributes (a store row); trusted, so not re-validated.
+        `args` may be a `ModelArgs`, its JSON object, or None (a row stored before it existed)."""
+        values = {name: getattr(row, name) for name in ModelConfig.model_fields}
+        if not isinstance(values["args"], ModelArgs):
+            values["args"] = ModelArgs.model_construct(**(values["args"] or {}))
+        return ModelConfig.model_construct(**values)
 
     @classmethod
     def api_names(cls) -> tuple[str, ...]:

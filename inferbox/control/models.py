@@ -226,7 +226,12 @@ class ModelService:
                 restricted=restricted,
                 storage_changed=storage_changed,
             )
-            rolled = config.framework != current.config.framework or storage_changed
+            # A new task is a new model server command line: the replicas are rolled for it too.
+            rolled = (
+                config.framework != current.config.framework
+                or storage_changed
+                or config.args != current.config.args
+            )
             updated = await in_thread(
                 self.rows.write, current.id, config, current.generation + int(rolled), now()
             )

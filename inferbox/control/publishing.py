@@ -51,10 +51,14 @@ OPENAI_TASKS = frozenset({None, "text-generation", "text2text-generation", "feat
 
 
 def model_task(model: ModelRecord) -> str | None:
-    """A Hugging Face model's task, read from a local model's directory as the model server reads it
-    (remote storage is not fetched for this): None when unknown."""
+    """A Hugging Face model's task as the model server takes it: its `args.task`, else read from a
+    local model's directory (remote storage is not fetched for this); None when unknown."""
     uri = model.config.storage_uri
-    if model.config.framework != "huggingface" or not storage.is_local(uri):
+    if model.config.framework != "huggingface":
+        return None
+    if model.config.args.task is not None:
+        return model.config.args.task
+    if not storage.is_local(uri):
         return None
     from inferbox.server.frameworks.huggingface import task_from_config
 

@@ -67,7 +67,10 @@ class ModelSpec:
     max_replicas: int = 1
     scale_target: int = 10
     scale_metric: str = "concurrency"
-    # Bumped when framework or storage_uri changes: replicas of an older generation are rolled.
+    # The framework's options as the API takes them (`{"task": "text-generation"}` for huggingface),
+    # handed to the model server as `--task=...`; see `server_args`. Part of what a generation is.
+    args: dict[str, Any] = field(default_factory=dict)
+    # Bumped when framework, storage_uri or args change: replicas of an older generation are rolled.
     generation: int = 1
     # The local runtime's stable port for the model's URL (None: let the runtime choose and report it).
     port: int | None = None
@@ -75,6 +78,13 @@ class ModelSpec:
     @property
     def key(self) -> tuple[str, str]:
         return (self.namespace, self.name)
+
+    @property
+    def server_args(self) -> list[str]:
+        """`args` as inferbox's model server takes them (`--task=text-generation`). KServe's
+        huggingface server spells its tasks its own way (see kubernetes/manifests.py)."""
+        task = self.args.get("task")
+        return [f"--task={task}"] if task else []
 
 
 @dataclass(frozen=True)

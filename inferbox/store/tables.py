@@ -77,6 +77,8 @@ class Model(Base):
     max_replicas: Mapped[int] = mapped_column(Integer)
     scale_target: Mapped[int] = mapped_column(Integer)
     scale_metric: Mapped[str] = mapped_column(String(32))
+    # `ModelArgs` (control/model_config.py) as JSON by its field names; NULL in rows made before 0006.
+    args: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     generation: Mapped[int] = mapped_column(Integer, default=1)
     port: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime]

@@ -69,6 +69,8 @@ def test_create_makes_a_valid_inference_service_in_the_tenants_namespace(
         ({"scaleMetric": "gpu"}, "scaleMetric"),
         ({"minReplicas": -1}, "minReplicas"),
         ({"framework": "caffe"}, "framework"),
+        ({"args": {"task": "text-generation"}}, "Field 'args' is only for framework huggingface"),
+        ({"framework": "huggingface", "args": {"task": "ocr"}}, "Field 'args.task' must be one of"),
     ],
 )
 def test_bad_specs_are_400_and_reach_no_cluster(
@@ -149,6 +151,41 @@ def test_update_merge_patches_the_spec(k8s: RunningServer, cluster: EmulatorThre
     assert obj["spec"]["predictor"]["model"]["storageUri"] == "s3://models/iris-v2"
     assert obj["metadata"]["annotations"]["inferbox.io/generation"] == "2"
     validate(without_status(obj))
+
+
+def test_a_huggingface_task_becomes_the_predictors_args_and_an_update_replaces_them(
+    k8s: RunningServer, cluster: EmulatorThread
+) -> None:
+    with k8s.tenant("team-a") as c:
+        body = {
+            "name": "writer",
+            "framework": "huggingface",
+            "storageUri": "hf://openai-community/gpt2",
+            "args": {"task": "text-generation"},
+        }
+        r = c.post("/api/models", json=body)
+        assert r.status_code == 201, r.text
+        obj = isvc(cluster, "team-a", "writer")
+        assert obj is not None
+        validate(without_status(obj))
+        assert obj["spec"]["predictor"]["model"] == {
+            "modelFormat": {"name": "huggingface"},
+            "storageUri": "hf://openai-community/gpt2",
+            "args": ["--task=text_generation"],  # KServe's huggingface server's name for it
+        }
+        r = c.put("/api/models/writer", json={"args": {"task": "feature-extraction"}})
+        assert r.status_code == 200, r.text
+        changed = isvc(cluster, "team-a", "writer")
+        assert changed is not None
+        assert changed["spec"]["predictor"]["model"]["args"] == ["--task=text_embedding"]
+        assert changed["metadata"]["annotations"]["inferbox.io/generation"] == "2"
+        # No task: the list is emptied (a merge patch that left `args` out would keep the old one).
+        assert c.put("/api/models/writer", json={"args": {}}).status_code == 200
+        cleared = isvc(cluster, "team-a", "writer")
+        assert cleared is not None and cleared["spec"]["predictor"]["model"]["args"] == []
+        validate(without_status(cleared))
+        assert "args" not in c.get("/api/models/writer").json()
+        assert c.delete("/api/models/writer").status_code == 200
 
 
 def test_deleted_or_drifted_behind_inferboxs_back_is_put_back(

@@ -50,6 +50,7 @@ def test_model_config_is_named_once_for_the_api_the_store_and_the_runtime() -> N
         "max_replicas",
         "scale_target",
         "scale_metric",
+        "args",  # `{}` here; the view above leaves it out when it holds no option
     }
 
 

@@ -30,6 +30,15 @@ ENVOY_API = "gateway.envoyproxy.io/v1alpha1"
 SCALE_METRICS = ("concurrency", "rps", "cpu", "memory")
 
 
+# inferbox's task names (the pipeline's) as KServe's huggingface server spells its `--task`: it looks
+# the value up by name in its `MLTask` enum, so `text-generation` would fail to start there.
+KSERVE_HF_TASKS = {
+    "text-generation": "text_generation",
+    "feature-extraction": "text_embedding",
+    "text-classification": "sequence_classification",
+}
+
+
 def labels(tenant: str, model: str | None = None) -> dict[str, str]:
     out = {MANAGED_BY: MANAGER, TENANT_LABEL: tenant}
     if model is not None:
@@ -46,16 +55,19 @@ def namespace(tenant: str, *, created: bool) -> dict[str, Any]:
 
 def inference_service_spec(spec: ModelSpec) -> dict[str, Any]:
     """The `spec` inferbox owns: the whole of it, so a merge patch of it puts back any drift."""
+    model: dict[str, Any] = {"modelFormat": {"name": spec.framework}, "storageUri": spec.storage_uri}
+    if spec.framework == "huggingface":
+        # Always written for this framework (`[]` without a task): a merge patch replaces a list
+        # whole, so clearing the task clears it in the cluster too.
+        task = spec.args.get("task")
+        model["args"] = [f"--task={KSERVE_HF_TASKS.get(task, task)}"] if task else []
     return {
         "predictor": {
             "minReplicas": spec.min_replicas,
             "maxReplicas": spec.max_replicas,
             "scaleTarget": spec.scale_target,
             "scaleMetric": spec.scale_metric,
-            "model": {
-                "modelFormat": {"name": spec.framework},
-                "storageUri": spec.storage_uri,
-            },
+            "model": model,
         }
     }
 

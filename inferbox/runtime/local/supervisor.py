@@ -119,6 +119,7 @@ def server_argv(
         spec.framework,
         "--model-dir",
         str(model_path),
+        *spec.server_args,
         "--max-batch-size",
         str(settings.max_batch_size),
         "--max-batch-wait-ms",

@@ -49,6 +49,10 @@ class Embedder:
 
         self._torch = torch
         self._model = model
+        if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+            # A decoder (GPT-2 served as feature-extraction) has no pad token. The pooling masks the
+            # padded positions out, so any token pads: the end-of-text one, as transformers suggests.
+            tokenizer.pad_token = tokenizer.eos_token
         self._tokenizer = tokenizer
         self.pooling = pooling
         self.normalise = normalise

@@ -38,6 +38,8 @@ class ModelState:
     generation: int
     created: datetime
     status: ModelStatus | None
+    # The options the replicas run with (`--task=text-generation`), as `predictor.model.args` shows them.
+    args: tuple[str, ...] = ()
 
     @property
     def deployment(self) -> str:

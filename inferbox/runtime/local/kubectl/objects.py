@@ -269,13 +269,15 @@ def _isvc_conditions(model: ModelState) -> list[dict[str, Any]]:
 
 def _isvc_manifest(model: ModelState, url: str) -> dict[str, Any]:
     status = model.status
-    predictor = {
+    predictor: dict[str, Any] = {
         "minReplicas": model.min_replicas,
         "maxReplicas": model.max_replicas,
         "scaleTarget": model.scale_target,
         "scaleMetric": model.scale_metric,
         "model": {"modelFormat": {"name": model.framework}, "storageUri": model.storage_uri},
     }
+    if model.args:
+        predictor["model"]["args"] = list(model.args)
     isvc_status: dict[str, Any] = {
         "conditions": _isvc_conditions(model),
         "modelStatus": {
