@@ -122,7 +122,9 @@ def test_a_bad_body_is_a_400_naming_the_field(
 
 def test_a_body_that_is_not_json_is_a_400(srv: RunningServer, gpt2: str) -> None:
     with srv.tenant("tenant-a") as c:
-        r = c.post(f"/api/models/{gpt2}/chat", content=b"{not json", headers={"content-type": "application/json"})
+        r = c.post(
+            f"/api/models/{gpt2}/chat", content=b"{not json", headers={"content-type": "application/json"}
+        )
     assert r.status_code == 400
     assert r.json()["details"] == "Request body must be valid JSON"
 
