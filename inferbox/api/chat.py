@@ -34,7 +34,7 @@ from inferbox.control.chat import ChatAnswer
 from inferbox.control.model_rows import ModelRecord
 from inferbox.control.publishing import model_task
 from inferbox.runtime.client import REPLICA_ERRORS
-from inferbox.server.openai.schemas import ChatCompletionRequest
+from inferbox.server.openai.schemas import ChatCompletionRequest, ChatMessage, TextPart
 
 log = logging.getLogger("inferbox.api")
 
@@ -42,12 +42,33 @@ router = APIRouter(tags=["models"])
 
 #: The most tokens one console chat answer may ask for (the model's context bounds it further).
 MAX_CHAT_TOKENS = 4096
+# A conversation typed in the console: its documented bounds stay within the route's 1 MiB body limit
+# (api/middleware.py) for any one message, so that a body the schema refuses gets a 400 naming the
+# field rather than a 413.
+MAX_CHAT_MESSAGES = 256
+MAX_CHAT_TEXT = 32 * 1024
+MAX_CHAT_PARTS = 16
+
+
+class ChatText(TextPart):
+    text: Annotated[str, Field(max_length=MAX_CHAT_TEXT)]
+
+
+class ChatTurn(ChatMessage):
+    content: (
+        Annotated[str, Field(max_length=MAX_CHAT_TEXT)]
+        | Annotated[list[ChatText], Field(max_length=MAX_CHAT_PARTS)]
+        | None
+    ) = None  # type: ignore[assignment]
 
 
 class ChatRequest(ChatCompletionRequest):
     """OpenAI's chat completions body. `model` may be left out: the path names the model."""
 
     model: Annotated[str, Field(min_length=1, max_length=256)] | None = None  # type: ignore[assignment]
+    messages: Annotated[  # type: ignore[assignment]
+        list[ChatTurn], Field(min_length=1, max_length=MAX_CHAT_MESSAGES)
+    ]
     max_tokens: Annotated[int, Field(ge=1, le=MAX_CHAT_TOKENS)] | None = None
     max_completion_tokens: Annotated[int, Field(ge=1, le=MAX_CHAT_TOKENS)] | None = None
 

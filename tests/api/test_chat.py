@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from support import RunningServer, deploy, wait_ready
+from support import RunningServer, deploy, wait_for, wait_ready
 
 pytestmark = pytest.mark.llm
 
@@ -109,6 +109,8 @@ def test_the_admin_reaches_a_tenants_model_with_its_namespace(srv: RunningServer
         ({"messages": HELLO, "temperature": 3}, "temperature"),
         ({"messages": HELLO, "stream": "often"}, "stream"),
         ({"messages": HELLO, "tools": [{"type": "function"}]}, "tools"),
+        ({"messages": [{"role": "user", "content": "x" * (32 * 1024 + 1)}]}, "content"),
+        ({"messages": HELLO * 257}, "messages"),
     ],
 )
 def test_a_bad_body_is_a_400_naming_the_field(
@@ -172,3 +174,20 @@ def test_without_a_token_it_is_a_401(srv: RunningServer, gpt2: str) -> None:
     assert r.json()["error"] == "Authentication required"
     with srv.client("not-a-token") as c:
         assert c.post(f"/api/models/{gpt2}/chat", json={"messages": HELLO}).status_code == 401
+
+
+def _outstanding(srv: RunningServer, name: str) -> list[int]:
+    """How many calls hold each replica of tenant-a's `name` (what autoscaling and scale-to-zero read)."""
+    group = srv.platform.runtime._groups[("tenant-a", name)]  # type: ignore[attr-defined]
+    return [r.outstanding for r in group.replicas]
+
+
+def test_a_caller_leaving_mid_stream_lets_the_replica_go(srv: RunningServer, gpt2: str) -> None:
+    body = {"messages": HELLO, "max_tokens": 100, "stream": True}
+    with srv.tenant("tenant-a") as c, c.stream("POST", f"/api/models/{gpt2}/chat", json=body) as r:
+        assert r.status_code == 200
+        first = next(r.iter_raw())
+        assert first.startswith(b"data:")
+    # The caller hung up after one chunk: the replica is not held for ever (a leak would keep the model
+    # busy, never scaled to zero).
+    wait_for(lambda: sum(_outstanding(srv, gpt2)) == 0, timeout=30)
