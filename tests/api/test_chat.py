@@ -42,6 +42,11 @@ def events(text: str) -> list[Any]:
     return out
 
 
+def test_the_example_tells_the_console_a_text_generation_model_chats(srv: RunningServer, gpt2: str) -> None:
+    with srv.tenant("tenant-a") as c:
+        assert c.get(f"/api/models/{gpt2}/example").json()["task"] == "text-generation"
+
+
 def test_a_stream_arrives_chunk_by_chunk_with_the_usage_last(srv: RunningServer, gpt2: str) -> None:
     body = {
         "messages": HELLO,
@@ -157,6 +162,8 @@ def test_a_model_that_is_not_a_language_model_is_a_400(srv: RunningServer, sklea
     assert r.status_code == 400
     assert r.json()["error"] == "Not a language model"
     assert "sklearn" in r.json()["details"]
+    with srv.tenant("tenant-a") as c:
+        assert c.get("/api/models/iris/example").json()["task"] is None
 
 
 def test_another_tenants_model_and_a_missing_one_are_404(srv: RunningServer, gpt2: str) -> None:
