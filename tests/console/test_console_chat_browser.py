@@ -1,7 +1,8 @@
 """The chat box of the console, in a real browser: a tenant deploys the tiny GPT-2 (built in the test)
 from the Deploy form, opens its Test tab, chats with the keyboard alone, and sees the answer appended
 piece by piece as the stream is read, the usage at its end, and the conversation carried into the next
-turn. What the user types (markup here) stays text. The screenshot is tests/artifacts/console/chat.png."""
+turn. What the user types (markup here) stays text. The screenshots are tests/artifacts/console/chat.png
+and chat-narrow.png (390 px)."""
 
 from __future__ import annotations
 
@@ -94,6 +95,9 @@ def test_chatting_with_a_language_model_streams_the_answer(
         page.locator("li.msg.assistant[data-state='done']").nth(1).wait_for(timeout=60_000)
         assert page.locator("li.msg").count() == 4
         page.screenshot(path=str(artifacts / "chat.png"), full_page=True)
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.get_by_label("Conversation").scroll_into_view_if_needed()
+        page.screenshot(path=str(artifacts / "chat-narrow.png"))
     finally:
         context.close()
     assert [len(body["messages"]) for body in sent] == [1, 3]
