@@ -54,6 +54,7 @@ export function chatPanel(model) {
     stop.disabled = false;
     let reply = '';
     let finish = null;
+    let ended = false; // saw `[DONE]`: a stream without it broke off (the replica went away)
     let chunks = 0;
     const started = performance.now();
     let first = null;
@@ -68,7 +69,10 @@ export function chatPanel(model) {
         modelPath(model.namespace, model.name, '/chat'),
         body,
         (data) => {
-          if (data === '[DONE]') return;
+          if (data === '[DONE]') {
+            ended = true;
+            return;
+          }
           let chunk;
           try {
             chunk = JSON.parse(data);
@@ -94,8 +98,9 @@ export function chatPanel(model) {
       );
       // Kept only once answered: a failed turn is not part of the conversation sent next time.
       messages.push({ role: 'user', content: text }, { role: 'assistant', content: reply });
-      answer.item.dataset.state = 'done';
+      answer.item.dataset.state = ended ? 'done' : 'broken';
       if (!reply) answer.body.append('(no text)');
+      if (!ended) showError('The answer broke off before its end (the model went away): what came is kept');
     } catch (err) {
       if (err.name === 'AbortError') {
         answer.item.dataset.state = 'stopped';
