@@ -3,6 +3,8 @@ called over loopback HTTP with a signed-in tenant's token, streamed and not, and
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -198,3 +200,24 @@ def test_a_caller_leaving_mid_stream_lets_the_replica_go(srv: RunningServer, gpt
     # The caller hung up after one chunk: the replica is not held for ever (a leak would keep the model
     # busy, never scaled to zero).
     wait_for(lambda: sum(_outstanding(srv, gpt2)) == 0, timeout=30)
+
+
+def test_a_replica_dying_mid_stream_ends_the_stream_without_done(srv: RunningServer, gpt2: str) -> None:
+    """Last in the module: it kills the replica (the runtime restarts it)."""
+    (replica,) = [r for r in srv.platform.runtime.replicas("tenant-a") if r.model == gpt2]
+    assert replica.pid is not None
+    body = {"messages": HELLO, "max_tokens": 100, "stream": True}
+    with srv.tenant("tenant-a") as c, c.stream("POST", f"/api/models/{gpt2}/chat", json=body) as r:
+        assert r.status_code == 200
+        chunks = r.iter_raw()
+        received = next(chunks)
+        os.kill(replica.pid, signal.SIGKILL)
+        received += b"".join(chunks)  # ends (no hang, no error page in the middle of the stream)
+    got = events(received.decode())
+    assert got and "[DONE]" not in got, received[-300:]
+    assert all(isinstance(e, dict) and e["object"] == "chat.completion.chunk" for e in got)
+    # The replica is released and the model comes back for the next caller.
+    with srv.tenant("tenant-a") as c:
+        wait_ready(c, gpt2, timeout=120)
+        again = c.post(f"/api/models/{gpt2}/chat", json={"messages": HELLO, "max_tokens": 2})
+    assert again.status_code == 200, again.text
