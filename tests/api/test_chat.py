@@ -49,6 +49,15 @@ def test_the_example_tells_the_console_a_text_generation_model_chats(srv: Runnin
         assert c.get(f"/api/models/{gpt2}/example").json()["task"] == "text-generation"
 
 
+def test_the_openapi_documents_the_chat_route(srv: RunningServer) -> None:
+    with srv.client() as c:
+        op = c.get("/api/openapi.json").json()["paths"]["/api/models/{name}/chat"]["post"]
+    assert set(op["responses"]["200"]["content"]) == {"application/json", "text/event-stream"}
+    assert {"400", "401", "404", "413"} <= set(op["responses"])
+    schema = op["requestBody"]["content"]["application/json"]["schema"]
+    assert schema["required"] == ["messages"] and "stream_options" in schema["properties"]
+
+
 def test_a_stream_arrives_chunk_by_chunk_with_the_usage_last(srv: RunningServer, gpt2: str) -> None:
     body = {
         "messages": HELLO,
@@ -203,7 +212,10 @@ def test_a_caller_leaving_mid_stream_lets_the_replica_go(srv: RunningServer, gpt
 
 
 def test_a_replica_dying_mid_stream_ends_the_stream_without_done(srv: RunningServer, gpt2: str) -> None:
-    """Last in the module: it kills the replica (the runtime restarts it)."""
+    """Last in the module: it kills the replica (the runtime restarts it). That the first chunk came
+    while the replica still had an answer to finish also shows the route passes chunks on as they come:
+    a route that gathered the answer first would have sent nothing, or the whole answer with its
+    `[DONE]`."""
     (replica,) = [r for r in srv.platform.runtime.replicas("tenant-a") if r.model == gpt2]
     assert replica.pid is not None
     body = {"messages": HELLO, "max_tokens": 100, "stream": True}
