@@ -16,6 +16,7 @@ from inferbox import __version__, console
 from inferbox.api import (
     admin,
     auth,
+    chat,
     examples,
     extauth,
     frameworks,
@@ -117,6 +118,7 @@ def create_app(platform: Platform) -> FastAPI:
             auth,
             tenants,
             models,
+            chat,
             frameworks,
             examples,
             publishing,

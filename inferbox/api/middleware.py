@@ -130,6 +130,9 @@ class BodyTooLarge(Exception):
 CONTROL_BODY_BYTES = 64 * 1024
 VALIDATE_KEY_BODY_BYTES = 4 * 1024
 _PREDICT_PATH = re.compile(r"^/api/models/[^/]+/predict$")
+# A console chat is a conversation's text: more than a control body, far less than an inference one.
+CHAT_BODY_BYTES = 1024 * 1024
+_CHAT_PATH = re.compile(r"^/api/models/[^/]+/chat$")
 
 
 class BodyLimit:
@@ -145,6 +148,8 @@ class BodyLimit:
     def limit_for(self, path: str) -> int:
         if _PREDICT_PATH.match(path):
             return self.inference_bytes
+        if _CHAT_PATH.match(path):
+            return CHAT_BODY_BYTES
         if path == "/api/validate-api-key":
             return VALIDATE_KEY_BODY_BYTES
         return CONTROL_BODY_BYTES

@@ -15,6 +15,7 @@ import httpx
 import orjson
 
 from inferbox.blocking import in_thread
+from inferbox.control.chat import ChatCalls
 from inferbox.control.errors import InvalidField, UpstreamFailed
 from inferbox.control.model_rows import ModelRecord
 from inferbox.control.outbound import OutboundRefused, check_url
@@ -70,9 +71,12 @@ class Predictor:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self._http = ReplicaClient(timeout=PREDICT_TIMEOUT_SECONDS)
+        # The console's chat (an OpenAI chat completion, streamed): control/chat.py.
+        self.chat = ChatCalls(runtime)
 
     async def close(self) -> None:
         await self._http.close()
+        await self.chat.close()
 
     async def predict(self, record: ModelRecord, input_data: Any) -> tuple[int, bytes]:
         """Send `input_data` to a replica; the model's status and body come back as they are."""

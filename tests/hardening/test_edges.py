@@ -16,7 +16,7 @@ import jwt
 import pytest
 from support import IRIS_ROW, RunningServer, deploy, publish
 
-from inferbox.api.middleware import CONTROL_BODY_BYTES, VALIDATE_KEY_BODY_BYTES
+from inferbox.api.middleware import CHAT_BODY_BYTES, CONTROL_BODY_BYTES, VALIDATE_KEY_BODY_BYTES
 
 INFERENCE_LIMIT = 1024 * 1024  # this module's INFERBOX_MAX_BODY_BYTES
 
@@ -54,6 +54,7 @@ def _chunks(total: int, size: int = 64 * 1024) -> Iterator[bytes]:
         ("/api/validate-api-key", VALIDATE_KEY_BODY_BYTES, None),
         ("/api/admin/login", CONTROL_BODY_BYTES, None),
         ("/api/models/my-model/predict", INFERENCE_LIMIT, "tenant"),
+        ("/api/models/my-model/chat", CHAT_BODY_BYTES, "tenant"),
     ],
 )
 def test_oversized_bodies_are_413_before_they_are_read(

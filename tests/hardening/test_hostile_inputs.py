@@ -66,6 +66,7 @@ MODEL_ROUTES = [
     ("PUT", "/api/models/a-model"),
     ("DELETE", "/api/models/a-model"),
     ("POST", "/api/models/a-model/predict"),
+    ("POST", "/api/models/a-model/chat"),
     ("GET", "/api/models/a-model/logs"),
     ("GET", "/api/models/a-model/publish"),
     ("PUT", "/api/models/a-model/publish"),
@@ -85,6 +86,7 @@ JSON_ROUTES = [
     ("POST", "/api/models", "tenant-b"),
     ("PUT", "/api/models/a-model", "tenant-a"),
     ("POST", "/api/models/a-model/predict", "tenant-a"),
+    ("POST", "/api/models/a-model/chat", "tenant-a"),
     ("POST", "/api/models/b-model/publish", "tenant-b"),
     ("PUT", "/api/models/a-model/publish", "tenant-a"),
     ("POST", "/api/admin/tenants", "admin"),
@@ -96,6 +98,8 @@ JSON_ROUTES = [
 def _body_for(method: str, path: str) -> dict[str, Any]:
     if path.endswith("/predict"):
         return {"inputData": {"instances": [IRIS_ROW]}}
+    if path.endswith("/chat"):
+        return {"messages": [{"role": "user", "content": "hello"}]}
     if path.endswith("/publish"):
         return {"config": {}}
     if path.endswith("/kubectl"):
@@ -140,7 +144,8 @@ def cases() -> Iterator[Case]:
     # -- bodies: size, nesting, types, encodings ------------------------------------------------------
     for method, path, who in JSON_ROUTES:
         tag = f"{method} {path}"
-        # Predict's limit is the inference one: there the blank object is read, and lacks inputData.
+        # Predict's limit is the inference one, chat's 1 MiB: there the blank object is read, and lacks
+        # inputData (messages).
         yield Case(
             f"oversized {tag}",
             method,
@@ -148,7 +153,7 @@ def cases() -> Iterator[Case]:
             who,
             content=b"{" + b" " * 70_000 + b"}",
             headers={"Content-Type": "application/json"},
-            expect=(400,) if path.endswith("/predict") else (413,),
+            expect=(400,) if path.endswith(("/predict", "/chat")) else (413,),
         )
         yield Case(
             f"deep nesting {tag}",

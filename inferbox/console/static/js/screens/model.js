@@ -1,4 +1,5 @@
-// One model: its status (live), conditions and replicas, a test panel, its recent logs, edit and
+// One model: its status (live), conditions and replicas, a test panel (with a chat box for a
+// text-generation model, screens/chat.js), its recent logs, edit and
 // delete, and its publication (screens/publish.js).
 
 import { api, del, get, modelPath } from '../api.js';
@@ -7,6 +8,7 @@ import { age, problem, when } from '../format.js';
 import { live } from '../live.js';
 import { go } from '../router.js';
 import { applyStatus, badge, failure, phaseOf } from '../status.js';
+import { chatPanel } from './chat.js';
 import { modelForm } from './deploy.js';
 import { publishing } from './publish.js';
 
@@ -65,16 +67,23 @@ function testPanel(model) {
     body.value = JSON.stringify(examples[protocol.value], null, 2);
   };
   prefill();
+  // A text-generation model chats (a streamed OpenAI chat completion) above the raw request form.
+  const chatSlot = h('div', { class: 'stack' });
+  let chat = null;
   get(modelPath(model.namespace, model.name, '/example'))
     .then((answer) => {
       if (answer.v1) examples.v1 = answer.v1;
       if (answer.v2) examples.v2 = answer.v2;
       prefill();
+      if (answer.task === 'text-generation') {
+        chat = chatPanel(model);
+        fill(chatSlot, h('h2', {}, 'Chat'), chat, h('h2', {}, 'Raw request'));
+      }
     })
     .catch(() => {});
   protocol.addEventListener('change', prefill);
   const send = h('button', { type: 'submit', class: 'primary' }, 'Send');
-  return h(
+  const form = h(
     'form',
     {
       class: 'stack',
@@ -108,6 +117,9 @@ function testPanel(model) {
     meta,
     result,
   );
+  const panel = h('div', { class: 'stack' }, chatSlot, form);
+  panel.cleanup = () => chat && chat.cleanup();
+  return panel;
 }
 
 function logsPanel(model) {
@@ -174,8 +186,11 @@ export function render(root, { namespace, name, tab = 'overview' }) {
     if (panelCleanup) panelCleanup();
     panelCleanup = null;
     fill(state, badge(phaseOf(model)));
-    if (tab === 'test') fill(panel, testPanel(model));
-    else if (tab === 'logs') {
+    if (tab === 'test') {
+      const p = testPanel(model);
+      panelCleanup = p.cleanup;
+      fill(panel, p);
+    } else if (tab === 'logs') {
       const p = logsPanel(model);
       panelCleanup = p.cleanup;
       fill(panel, p);
