@@ -274,7 +274,7 @@ def serving(env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen[str]]]:
             return False
 
     try:
-        wait_for(up, timeout=30, interval=0.1)
+        wait_for(up, timeout=90, interval=0.1)  # a cold start on a busy machine
         yield base, proc
     finally:
         if proc.poll() is None:

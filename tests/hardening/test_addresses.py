@@ -4,6 +4,7 @@ slowed down per address. Callers come from real, distinct loopback addresses (12
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -54,13 +55,17 @@ def test_a_guesser_on_many_addresses_meets_a_ceiling_the_admin_passes(make_serve
 
 def test_forwarded_for_is_not_believed_by_default(make_server, sklearn_dir: Path) -> None:
     srv = make_server(rate_limit_burst=5, rate_limit_requests=1000)
-    spoofed = [f"203.0.113.{i}" for i in range(1, 8)]
+    spoofed = [f"203.0.113.{i}" for i in range(1, 21)]
     codes = []
+    started = time.monotonic()
     for address in spoofed:
         with client_from(srv.base_url, "127.0.0.4", **{"X-Forwarded-For": address}) as c:
             codes.append(c.post("/api/validate-api-key", json={"apiKey": "pk_live_x"}).status_code)
-    # One caller, one budget, whatever the header says.
+    elapsed = time.monotonic() - started
+    # One caller, one budget (5 a second), whatever the header says: a busy machine may let a window
+    # pass during the calls, so the bound counts the windows they spanned.
     assert codes[:5] == [401] * 5 and 429 in codes[5:]
+    assert codes.count(401) <= 5 * (int(elapsed) + 2), (codes, elapsed)
     assert login(srv, "127.0.0.14", WRONG, **{"X-Forwarded-For": "198.51.100.7"}) == 401
     srv.platform.audit.flush()
     sources = {e.source_ip for e in srv.platform.audit.query(limit=100, action="auth.login")}
@@ -95,14 +100,19 @@ def test_the_gateway_slows_down_an_address_that_sends_wrong_keys(
     key = publish(srv)["apiKey"]
     wrong = [f"pk_live_{i:043d}" for i in range(30)]
     with client_from(srv.gateway_url, "127.0.0.7", **{"X-Forwarded-For": "198.51.100.99"}) as c:
+        started = time.monotonic()
         codes = [
             c.post("/models/my-model/predict", json={"instances": [IRIS_ROW]}, headers={"X-API-Key": k})
             for k in wrong
         ]
+        elapsed = time.monotonic() - started
         statuses = [r.status_code for r in codes]
-        assert statuses[:10] == [401] * 10
-        assert set(statuses[10:]) == {429}
-        refused = codes[-1]
+        # Ten refusals a second: the rest are 429 (on a busy machine the calls may span another
+        # window, which allows ten more).
+        assert statuses[:10] == [401] * 10 and 429 in statuses[10:]
+        assert statuses.count(401) <= 10 * (int(elapsed) + 2), (statuses, elapsed)
+        assert set(statuses) == {401, 429}
+        refused = next(r for r in reversed(codes) if r.status_code == 429)
         assert refused.json()["error"] == "Too many invalid credentials"
         assert int(refused.headers["retry-after"]) >= 1
         # A valid key from the same address still works: the flood cannot lock its neighbours out.

@@ -107,7 +107,7 @@ def test_status_from_the_watch_ws_and_predict_at_the_address(
             body = wait_status(c, "iris", "Ready")
             assert body["ready"] is True
             assert body["url"] == "http://iris-team-b.example.com/v1/models/iris:predict"
-            assert body["statusDetails"]["replicas"] == {"desired": 2, "ready": 2, "total": 2}
+            assert body["statusDetails"]["replicas"] == {"desired": 2, "ready": 2, "total": 2, "pending": 0}
             assert {c["type"]: c["status"] for c in body["statusDetails"]["conditions"]} == {
                 "PredictorReady": "True",
                 "Ready": "True",

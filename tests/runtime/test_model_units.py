@@ -74,6 +74,7 @@ class FakeModel:
     model_path: Path | None = Path("/models/iris")
     idle_ready: bool = False
     port: int | None = 20001
+    grpc_port: int | None = None
     closing: bool = False
     sock: socket.socket | None = None
     last_request_at: float = 0.0

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 from support import free_port
 
-READY_TIMEOUT = 30.0
+READY_TIMEOUT = 90.0  # a replica loads in about a second; a busy 2-core CI machine may take many more
 STOP_TIMEOUT = 15.0
 LOAD_FAILED_PREFIX = "inferbox-model-server: failed to load model: "
 
