@@ -24,11 +24,14 @@ SHOWN_BEFORE = (
 )
 
 
-def example_body(model_type: str, example_input: Any, endpoint: str = "chat/completions") -> dict[str, Any]:
+def example_body(
+    model_type: str, example_input: Any, endpoint: str = "chat/completions", model: str = "model"
+) -> dict[str, Any]:
+    """A body that fits the model; an OpenAI body names the published model, as OpenAI's clients do."""
     if model_type == "openai":
         if endpoint == "embeddings":
-            return {"model": "model", "input": ["Hello!", "How are you?"]}
-        return {"model": "model", "messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 32}
+            return {"model": model, "input": ["Hello!", "How are you?"]}
+        return {"model": model, "messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 32}
     instances = example_input if isinstance(example_input, list) and example_input else DEFAULT_INSTANCES
     return {"instances": instances}
 
@@ -47,11 +50,11 @@ def _request(
 
 
 def _requests(
-    model_type: str, external_url: str, api_key: str, example_input: Any, endpoint: str
+    model_type: str, external_url: str, api_key: str, example_input: Any, endpoint: str, model: str
 ) -> list[dict[str, Any]]:
     """The example requests: the main call first, then the model's other endpoints."""
     json_headers = {"Content-Type": "application/json", "X-API-Key": api_key}
-    body = json.dumps(example_body(model_type, example_input, endpoint))
+    body = json.dumps(example_body(model_type, example_input, endpoint, model))
     if model_type == "openai":
         what = "Create embeddings" if endpoint == "embeddings" else "Create a chat completion"
         bearer = {"Content-Type": "application/json", "Authorization": f"Bearer {api_key}"}
@@ -172,9 +175,9 @@ def documentation(
     "embeddings"."""
     note = SHOWN_NOW if api_key else SHOWN_BEFORE.replace("{name}", model_name)
     api_key = api_key or KEY_PLACEHOLDER
-    requests = _requests(model_type, external_url, api_key, example_input, openai_endpoint)
+    requests = _requests(model_type, external_url, api_key, example_input, openai_endpoint, model_name)
     call_url = requests[0]["url"]
-    body = example_body(model_type, example_input, openai_endpoint)
+    body = example_body(model_type, example_input, openai_endpoint, model_name)
     if model_type == "openai":
         sdk = _openai_examples(external_url, api_key, body, openai_endpoint)
     else:
