@@ -52,9 +52,11 @@ def test_a_hostname_route_gets_a_local_test_with_its_host_header() -> None:
 
 
 def test_openai_publications_show_chat_completions() -> None:
-    d = docs(model_type="openai")
+    d = docs(model_type="openai", model_name="tiny-chat")
     assert d["exampleRequests"][0]["url"].endswith("/chat/completions")
-    assert json.loads(d["exampleRequests"][0]["body"])["messages"][0]["role"] == "user"
+    body = json.loads(d["exampleRequests"][0]["body"])
+    assert body["messages"][0]["role"] == "user" and body["model"] == "tiny-chat"
+    assert "model='tiny-chat'" in d["sdkExamples"]["python"] or '"tiny-chat"' in d["sdkExamples"]["python"]
     assert d["exampleRequests"][0]["url"] == "http://localhost:8080/models/iris/v1/chat/completions"
     python = d["sdkExamples"]["python"]
     assert "from openai import OpenAI" in python
