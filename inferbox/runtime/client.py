@@ -21,11 +21,14 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import httptools
 
 from inferbox.runtime.base import ModelNotRunning
+
+T = TypeVar("T")
 
 MAX_IDLE_PER_ADDRESS = 256
 # A stream whose reader falls behind: the connection stops reading (and TCP pushes back on the replica)
@@ -104,7 +107,8 @@ class _Connection(asyncio.Protocol):
     """One keep-alive connection; one request at a time, its answer either gathered whole for
     `waiter` or handed to `stream` as it arrives."""
 
-    def __init__(self) -> None:
+    def __init__(self, address: tuple[str, int]) -> None:
+        self.address = address  # (host, port): the pool it goes back to
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.waiter: asyncio.Future[Answer] | None = None
@@ -177,22 +181,33 @@ class _Connection(asyncio.Protocol):
             )
 
     # ours
-    def send(self, request: bytes, waiter: asyncio.Future[Answer]) -> None:
+    def send(self, request: bytes) -> asyncio.Future[Answer]:
+        """Send `request`; the future is the whole answer."""
         self._body = []
         self._content_type = b"application/json"
         self._binary_header = None
-        self.waiter = waiter
+        self.waiter = waiter = asyncio.get_running_loop().create_future()
         self.stream = None
         assert self.transport is not None
         self.transport.write(request)
+        return waiter
 
-    def send_streamed(self, request: bytes, stream: _Stream) -> None:
+    def send_streamed(self, request: bytes) -> asyncio.Future[tuple[int, str]]:
+        """Send `request`; the future is the answer's head, its body goes to `self.stream`."""
         self._content_type = b"application/json"
         self._binary_header = None
         self.waiter = None
-        self.stream = stream
+        self.stream = stream = _Stream(asyncio.get_running_loop())
         assert self.transport is not None
         self.transport.write(request)
+        return stream.head
+
+    def timed_out(self, exc: ReplicaTimeout) -> None:
+        """What `send` or `send_streamed` returned did not come in time."""
+        if self.stream is not None:
+            self.stream.head_timed_out(exc)
+        else:
+            self._fail(exc)
 
     def taken(self) -> None:
         """The stream's reader took a chunk: read from the replica again once it has caught up."""
@@ -221,11 +236,8 @@ class StreamedAnswer:
     `chunks()` or `read()`. `close()` (always call it) returns the connection to the pool when the body
     was read to its end, and closes it otherwise: the rest of an abandoned answer is never read."""
 
-    def __init__(
-        self, client: ReplicaClient, key: tuple[str, int], connection: _Connection, stream: _Stream
-    ) -> None:
+    def __init__(self, client: ReplicaClient, connection: _Connection, stream: _Stream) -> None:
         self._client = client
-        self._key = key
         self._connection = connection
         self._stream = stream
         self.status, self.content_type = stream.head.result()
@@ -261,7 +273,7 @@ class StreamedAnswer:
         connection = self._connection
         if self._done and connection.keep_alive and not connection.closed:
             connection.stream = None
-            self._client._release(self._key, connection)
+            self._client._release(connection)
         else:
             connection.close()
 
@@ -289,34 +301,13 @@ class ReplicaClient:
         loop = asyncio.get_running_loop()
         try:
             _, connection = await asyncio.wait_for(
-                loop.create_connection(_Connection, host, port), self._connect_timeout
+                loop.create_connection(lambda: _Connection((host, port)), host, port), self._connect_timeout
             )
         except TimeoutError:
             raise ReplicaTimeout(f"{host}:{port}: connect timed out") from None
         except OSError as exc:
             raise ReplicaUnreachable(f"{host}:{port}: {exc.strerror or exc}") from None
         return connection
-
-    def _request_bytes(
-        self,
-        method: str,
-        base_url: str,
-        path: str,
-        body: bytes,
-        headers: Mapping[str, str] | None,
-    ) -> tuple[str, int, bytes]:
-        """The replica's host and port, and the request as it goes on the wire."""
-        host, port, host_header = self._address(base_url)
-        extra = b"".join(f"{k}: {v}\r\n".encode("latin-1") for k, v in (headers or {}).items())
-        request = b"%s %s HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n%s\r\n%s" % (
-            method.encode(),
-            path.encode(),
-            host_header,
-            len(body),
-            extra,
-            body,
-        )
-        return host, port, request
 
     async def request(
         self,
@@ -328,21 +319,50 @@ class ReplicaClient:
         timeout: float | None = None,
     ) -> Answer:
         """`method` `base_url` + `path` with `body`; the replica's answer, whatever its status."""
-        host, port, request = self._request_bytes(method, base_url, path, body, headers)
+        connection, answer = await self._exchange(
+            method, base_url, path, body, headers, timeout, _Connection.send
+        )
+        if connection.keep_alive and not connection.closed:
+            self._release(connection)
+        else:
+            connection.close()
+        return answer
+
+    async def _exchange(
+        self,
+        method: str,
+        base_url: str,
+        path: str,
+        body: bytes,
+        headers: Mapping[str, str] | None,
+        timeout: float | None,
+        send: Callable[[_Connection, bytes], asyncio.Future[T]],
+    ) -> tuple[_Connection, T]:
+        """`send` the request on a pooled connection (a fresh one when none is idle) and await what
+        it returns, within `timeout`; the connection it came on, and that."""
+        host, port, host_header = self._address(base_url)
+        extra = b"".join(f"{k}: {v}\r\n".encode("latin-1") for k, v in (headers or {}).items())
+        request = b"%s %s HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n%s\r\n%s" % (
+            method.encode(),
+            path.encode(),
+            host_header,
+            len(body),
+            extra,
+            body,
+        )
         idle = self._idle.setdefault((host, port), deque())
+        loop = asyncio.get_running_loop()
         while True:
             reused = bool(idle)
             connection = idle.pop() if reused else await self._connect(host, port)
             if connection.closed:
                 continue
-            loop = asyncio.get_running_loop()
-            waiter: asyncio.Future[Answer] = loop.create_future()
-            connection.send(request, waiter)
+            future = send(connection, request)
             timer = loop.call_later(
-                timeout or self._timeout, connection._fail, ReplicaTimeout(f"{host}:{port}")
+                timeout or self._timeout, connection.timed_out, ReplicaTimeout(f"{host}:{port}")
             )
             try:
-                answer = await waiter
+                return connection, await future
             except ReplicaUnreachable:
                 connection.close()
                 if reused:
@@ -353,14 +373,9 @@ class ReplicaClient:
                 raise
             finally:
                 timer.cancel()
-            if connection.keep_alive and not connection.closed and len(idle) < MAX_IDLE_PER_ADDRESS:
-                idle.append(connection)
-            else:
-                connection.close()
-            return answer
 
-    def _release(self, key: tuple[str, int], connection: _Connection) -> None:
-        idle = self._idle.setdefault(key, deque())
+    def _release(self, connection: _Connection) -> None:
+        idle = self._idle.setdefault(connection.address, deque())
         if len(idle) < MAX_IDLE_PER_ADDRESS:
             idle.append(connection)
         else:
@@ -377,33 +392,11 @@ class ReplicaClient:
     ) -> StreamedAnswer:
         """Send the call like `request`; return as soon as the answer's head has arrived (within
         `timeout`, the client's by default), its body still to be read from the StreamedAnswer."""
-        host, port, request = self._request_bytes(method, base_url, path, body, headers)
-        key = (host, port)
-        idle = self._idle.setdefault(key, deque())
-        loop = asyncio.get_running_loop()
-        while True:
-            reused = bool(idle)
-            connection = idle.pop() if reused else await self._connect(host, port)
-            if connection.closed:
-                continue
-            stream = _Stream(loop)
-            connection.send_streamed(request, stream)
-            timer = loop.call_later(
-                timeout or self._timeout, stream.head_timed_out, ReplicaTimeout(f"{host}:{port}")
-            )
-            try:
-                await stream.head
-            except ReplicaUnreachable:
-                connection.close()
-                if reused:
-                    continue  # an idle connection the replica closed as we reused it: once more, fresh
-                raise
-            except BaseException:
-                connection.close()  # a timeout or a cancelled caller leaves the connection mid-answer
-                raise
-            finally:
-                timer.cancel()
-            return StreamedAnswer(self, key, connection, stream)
+        connection, _ = await self._exchange(
+            method, base_url, path, body, headers, timeout, _Connection.send_streamed
+        )
+        assert connection.stream is not None
+        return StreamedAnswer(self, connection, connection.stream)
 
     async def call(
         self,
