@@ -4,8 +4,7 @@ read as it arrives so that a stream reaches the browser chunk by chunk.
 The replica is held (counted as busy, so it is neither scaled away nor picked as idle) from the moment
 the call is sent until the answer's last chunk was passed on or the caller went away: `ChatAnswer.close`
 lets it go. The replica's own `/openai/v1/chat/completions` does the work; this module only carries the
-bytes. It reuses the gateway's streaming client, which exists for exactly this (a body read as it
-arrives over keep-alive connections).
+bytes, with `ReplicaClient.open_stream` (a body read as it arrives over keep-alive connections).
 """
 
 from __future__ import annotations
@@ -14,9 +13,8 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from inferbox.control.model_rows import ModelRecord
-from inferbox.gateway.streaming import StreamedAnswer, StreamingClient
 from inferbox.runtime import Runtime
-from inferbox.runtime.client import ReplicaUnreachable
+from inferbox.runtime.client import ReplicaClient, ReplicaUnreachable, StreamedAnswer
 
 CHAT_PATH = "/openai/v1/chat/completions"
 READY_WAIT_SECONDS = 30.0
@@ -54,7 +52,7 @@ class ChatAnswer:
 class ChatCalls:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self._http = StreamingClient()
+        self._http = ReplicaClient(timeout=HEAD_TIMEOUT_SECONDS)
 
     async def close(self) -> None:
         await self._http.close()
@@ -69,7 +67,7 @@ class ChatCalls:
                 base_url = await held.enter_async_context(
                     self.runtime.connect(record.namespace, record.name, READY_WAIT_SECONDS)
                 )
-                answer = await self._http.open(
+                answer = await self._http.open_stream(
                     "POST",
                     base_url,
                     CHAT_PATH,

@@ -29,11 +29,17 @@ from starlette.types import Message, Receive, Send
 from inferbox.gateway import tokens
 from inferbox.gateway.metrics import GatewayMetrics
 from inferbox.gateway.routes import Route
-from inferbox.gateway.streaming import StreamedAnswer, StreamingClient
 from inferbox.gateway.upstream import Upstream
 from inferbox.gateway.usage import UsageRecorder
 from inferbox.ratelimit import Decision, Limiter, QuotaState, Reservation
-from inferbox.runtime.client import REPLICA_ERRORS, ReplicaTimeout, ReplicaUnreachable, failure
+from inferbox.runtime.client import (
+    REPLICA_ERRORS,
+    ReplicaClient,
+    ReplicaTimeout,
+    ReplicaUnreachable,
+    StreamedAnswer,
+    failure,
+)
 
 log = logging.getLogger("inferbox.gateway")
 
@@ -154,7 +160,7 @@ class LlmCalls:
         self.metrics = metrics
         self.ready_wait = ready_wait
         self.timeout = timeout
-        self.http = StreamingClient()
+        self.http = ReplicaClient(timeout=timeout)
         self.contexts = tokens.ContextLengths()
 
     async def aclose(self) -> None:
@@ -308,7 +314,7 @@ class LlmCalls:
             inner = contextlib.AsyncExitStack()
             base_url = await inner.enter_async_context(self.upstream.connect(route, self.ready_wait))
             try:
-                answer = await self.http.open(method, base_url, path, body, headers, self.timeout)
+                answer = await self.http.open_stream(method, base_url, path, body, headers, self.timeout)
             except ReplicaUnreachable:
                 await inner.aclose()
                 if attempt == 2:

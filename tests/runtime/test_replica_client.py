@@ -33,8 +33,8 @@ pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
 
 # answer: answer and keep the connection; close: answer, then close it while the client holds it idle;
 # connection-close: answer with `Connection: close` (and leave the closing to the client); drop: close
-# without answering; hang: never answer.
-Action = Literal["answer", "close", "connection-close", "drop", "hang"]
+# without answering; hang: never answer; stream: a chunked answer whose chunks the test puts on `feed`.
+Action = Literal["answer", "close", "connection-close", "drop", "hang", "stream"]
 Plan = Callable[[int, int], Action]
 
 
@@ -58,6 +58,9 @@ class TinyServer:
     hung_up: asyncio.Event = field(default_factory=asyncio.Event)
     # The connections the client closed after an answer (end of file where a request could follow).
     client_closed: list[int] = field(default_factory=list)
+    # The chunks of a "stream" answer, as the test releases them: None ends the body, b"" cuts the
+    # connection off mid-body.
+    feed: asyncio.Queue[bytes | None] = field(default_factory=asyncio.Queue)
     _server: asyncio.Server | None = None
     _writers: list[asyncio.StreamWriter] = field(default_factory=list)
 
@@ -100,12 +103,31 @@ class TinyServer:
                     await reader.read()  # until the client closes its end
                     self.hung_up.set()
                     return
+                if action == "stream":
+                    if not await self._stream(writer):
+                        return
+                    continue
                 writer.write(self._answer(request, close=action == "connection-close"))
                 await writer.drain()
                 if action == "close":
                     return
         finally:
             writer.close()
+
+    async def _stream(self, writer: asyncio.StreamWriter) -> bool:
+        """A chunked event stream from `feed`; False when it was cut off."""
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        await writer.drain()
+        while (chunk := await self.feed.get()) is not None:
+            if not chunk:
+                return False
+            writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            await writer.drain()
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        return True
 
     async def _read(self, reader: asyncio.StreamReader, connection: int) -> Received | None:
         try:
@@ -421,3 +443,164 @@ async def test_call_does_not_pick_again_after_a_timeout(server: TinyServer) -> N
 def test_failure_maps_each_replica_error(error: Exception, expected: Failure) -> None:
     assert isinstance(error, REPLICA_ERRORS)
     assert failure(error) == expected
+
+
+# -- open_stream(): an answer read as it arrives -------------------------------------------------------
+
+
+async def next_chunk(chunks: AsyncIterator[bytes]) -> bytes:
+    return await asyncio.wait_for(anext(chunks), 5)
+
+
+async def test_a_streamed_answer_yields_each_chunk_before_the_body_ends(
+    server: TinyServer, client: ReplicaClient
+) -> None:
+    server.plan = lambda connection, n: "stream"
+    answer = await client.open_stream("POST", server.base_url, "/chat", b"{}", {"X-Request-Id": "r1"})
+    try:
+        assert (answer.status, answer.content_type) == (200, "text/event-stream")
+        chunks = answer.chunks(idle_timeout=5)
+        # The server holds the rest of the body back until each chunk has come through.
+        server.feed.put_nowait(b"data: one\n\n")
+        assert await next_chunk(chunks) == b"data: one\n\n"
+        server.feed.put_nowait(b"data: two\n\n")
+        assert await next_chunk(chunks) == b"data: two\n\n"
+        server.feed.put_nowait(None)
+        assert [chunk async for chunk in chunks] == []
+    finally:
+        answer.close()
+    (received,) = server.received
+    assert received.body == b"{}" and received.headers["x-request-id"] == "r1"
+
+
+async def test_a_stream_read_to_its_end_gives_its_connection_back(
+    server: TinyServer, client: ReplicaClient
+) -> None:
+    server.plan = plan({(0, 0): "stream", (0, 1): "stream"})
+    for _ in range(2):
+        answer = await client.open_stream("POST", server.base_url, "/chat", b"{}")
+        for item in (b"a", b"b", None):
+            server.feed.put_nowait(item)
+        assert await answer.read(idle_timeout=5) == b"ab"
+        answer.close()
+    # The same pool serves whole answers: the third call, a plain request, takes the connection too.
+    got = await client.request("GET", server.base_url, "/whole")
+    assert got.status == 200
+    assert server.sent("/chat") == [0, 0] and server.sent("/whole") == [0]
+    assert server.connections == 1
+
+
+async def test_a_whole_answer_can_be_read_as_a_stream(server: TinyServer, client: ReplicaClient) -> None:
+    answer = await client.open_stream(
+        "POST", server.base_url, "/x", b"hi", {"X-Status": "400", "X-Content-Type": "text/plain"}
+    )
+    assert (answer.status, answer.content_type) == (400, "text/plain")
+    assert echoed(await answer.read(idle_timeout=5)) == {"method": "POST", "path": "/x", "body": "hi"}
+    answer.close()
+    await client.request("GET", server.base_url, "/next")
+    assert server.sent("/next") == [0]
+
+
+async def test_an_abandoned_stream_costs_its_connection(server: TinyServer, client: ReplicaClient) -> None:
+    server.plan = plan({(0, 0): "stream"})
+    answer = await client.open_stream("POST", server.base_url, "/chat", b"{}")
+    server.feed.put_nowait(b"data: one\n\n")
+    assert await next_chunk(answer.chunks(idle_timeout=5)) == b"data: one\n\n"
+    answer.close()  # the caller went away with the body half read
+    # Its rest would arrive ahead of the next answer: the next call takes a fresh connection.
+    server.feed.put_nowait(b"data: two\n\n")
+    got = await client.request("GET", server.base_url, "/next")
+    assert echoed(got.body)["path"] == "/next"
+    assert server.sent("/next") == [1]
+
+
+async def test_a_reader_that_falls_behind_still_gets_every_chunk_in_order(
+    server: TinyServer, client: ReplicaClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Low marks, so that the connection stops reading from the replica and starts again many times.
+    monkeypatch.setattr("inferbox.runtime.client.STREAM_HIGH_WATER", 4)
+    monkeypatch.setattr("inferbox.runtime.client.STREAM_LOW_WATER", 1)
+    server.plan = plan({(0, 0): "stream"})
+    answer = await client.open_stream("POST", server.base_url, "/chat", b"{}")
+    sent = [b"%d;" % i for i in range(500)]
+    for chunk in sent:
+        server.feed.put_nowait(chunk)
+    server.feed.put_nowait(None)
+    await asyncio.sleep(0.2)  # the whole stream is on its way before the reader begins
+    assert await answer.read(idle_timeout=5) == b"".join(sent)
+    answer.close()
+    await client.request("GET", server.base_url, "/next")
+    assert server.sent("/next") == [0]
+
+
+async def test_no_head_in_time_is_a_timeout_and_costs_the_connection(server: TinyServer) -> None:
+    server.plan = plan({(0, 0): "hang"})
+    client = ReplicaClient(timeout=0.3)
+    try:
+        began = time.monotonic()
+        with pytest.raises(ReplicaTimeout, match=rf"^127\.0\.0\.1:{server.port}$"):
+            await client.open_stream("POST", server.base_url, "/chat", b"{}")
+        assert 0.25 <= time.monotonic() - began < 2.0
+        await asyncio.wait_for(server.hung_up.wait(), 2)
+        assert (await client.request("GET", server.base_url, "/next")).status == 200
+        assert server.sent("/next") == [1]
+    finally:
+        await client.close()
+
+
+async def test_silence_in_the_middle_of_a_stream_is_a_timeout(
+    server: TinyServer, client: ReplicaClient
+) -> None:
+    server.plan = plan({(0, 0): "stream"})
+    answer = await client.open_stream("POST", server.base_url, "/chat", b"{}")
+    server.feed.put_nowait(b"data: one\n\n")
+    received = []
+    with pytest.raises(ReplicaTimeout, match="no data from the model in time"):
+        async for chunk in answer.chunks(idle_timeout=0.3):
+            received.append(chunk)
+    assert received == [b"data: one\n\n"]
+    answer.close()
+    await client.request("GET", server.base_url, "/next")
+    assert server.sent("/next") == [1]
+
+
+async def test_a_stream_cut_off_by_the_replica_is_unreachable(
+    server: TinyServer, client: ReplicaClient
+) -> None:
+    server.plan = plan({(0, 0): "stream"})
+    answer = await client.open_stream("POST", server.base_url, "/chat", b"{}")
+    server.feed.put_nowait(b"data: one\n\n")
+    server.feed.put_nowait(b"")
+    chunks = answer.chunks(idle_timeout=5)
+    assert await next_chunk(chunks) == b"data: one\n\n"
+    with pytest.raises(ReplicaUnreachable, match="closed by the replica"):
+        await next_chunk(chunks)
+    answer.close()
+
+
+async def test_a_stream_to_a_refused_replica_is_unreachable(client: ReplicaClient) -> None:
+    port = free_port()
+    with pytest.raises(ReplicaUnreachable, match=rf"^127\.0\.0\.1:{port}: "):
+        await client.open_stream("POST", f"http://127.0.0.1:{port}", "/chat", b"{}")
+
+
+async def test_a_stream_on_a_reused_connection_closed_by_the_server_is_sent_again_once(
+    server: TinyServer, client: ReplicaClient
+) -> None:
+    server.plan = plan({(0, 1): "drop", (1, 0): "stream"})
+    await client.request("GET", server.base_url, "/warm")
+    answer = await client.open_stream("POST", server.base_url, "/chat", b"{}")
+    server.feed.put_nowait(None)
+    assert (answer.status, await answer.read(idle_timeout=5)) == (200, b"")
+    answer.close()
+    assert server.sent("/chat") == [0, 1]
+
+
+async def test_a_stream_on_a_fresh_connection_that_fails_is_not_sent_again(
+    server: TinyServer, client: ReplicaClient
+) -> None:
+    server.plan = plan({(0, 0): "drop"})
+    with pytest.raises(ReplicaUnreachable, match="closed by the replica"):
+        await client.open_stream("POST", server.base_url, "/chat", b"{}")
+    await asyncio.sleep(0.1)
+    assert server.sent("/chat") == [0]
