@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Query, Request
@@ -23,6 +23,10 @@ from inferbox.logs import MAX_LOG_LINES, scrub
 from inferbox.runtime.kubectl import guard
 from inferbox.runtime.local import kubectl as local_kubectl
 from inferbox.timefmt import iso
+
+if TYPE_CHECKING:
+    from inferbox.runtime.kubernetes.kubectl import KubectlResult
+    from inferbox.runtime.local.kubectl.verbs import Answer
 
 router = APIRouter(tags=["admin"])
 log = logging.getLogger("inferbox.admin")
@@ -142,12 +146,17 @@ async def kubectl(
             actor, "admin.kubectl", DENIED, target=None, details={"command": text, "reason": exc.reason}
         )
         raise ApiError(400, "Command not allowed", exc.reason) from None
-    if platform.runtime.name == "kubernetes":
-        return await _real_kubectl(command, body.command, text, actor, platform)
+    answer: KubectlResult | Answer
     try:
-        cluster = await snapshot(platform.models, platform.tenants, platform.runtime)
-        # The local runtime reads one replica's lines (`logs(..., replica=)`), beyond the Runtime protocol.
-        answer = await local_kubectl.answer(command, cluster, platform.runtime)  # type: ignore[arg-type]
+        if platform.runtime.name == "kubernetes":
+            # The real binary, after the same guard (lightkube, which its package needs, is an extra).
+            from inferbox.runtime.kubernetes.kubectl import run_kubectl
+
+            answer = await run_kubectl(command.argv, kubeconfig=platform.settings.kubeconfig)
+        else:
+            cluster = await snapshot(platform.models, platform.tenants, platform.runtime)
+            # The local runtime reads one replica's lines (`logs(..., replica=)`), beyond the protocol.
+            answer = await local_kubectl.answer(command, cluster, platform.runtime)  # type: ignore[arg-type]
     except Exception as exc:
         platform.audit.record(
             actor,
@@ -165,33 +174,6 @@ async def kubectl(
         details={"command": text, "exitCode": answer.exit_code},
     )
     return KubectlResponse(result=answer.text, command=body.command)
-
-
-async def _real_kubectl(
-    command: guard.KubectlCommand, asked: str, text: str, actor: Any, platform: Any
-) -> KubectlResponse:
-    """The Kubernetes runtime's kubectl: the real binary, after the same guard."""
-    from inferbox.runtime.kubernetes.kubectl import run_kubectl
-
-    try:
-        result = await run_kubectl(command.argv, kubeconfig=platform.settings.kubeconfig)
-    except Exception as exc:
-        platform.audit.record(
-            actor,
-            "admin.kubectl",
-            FAILURE,
-            target=command.verb,
-            details={"command": text, "reason": type(exc).__name__},
-        )
-        raise
-    platform.audit.record(
-        actor,
-        "admin.kubectl",
-        SUCCESS,
-        target=command.verb,
-        details={"command": text, "exitCode": result.exit_code},
-    )
-    return KubectlResponse(result=result.text, command=asked)
 
 
 # -- audit ----------------------------------------------------------------------------------------------
