@@ -20,11 +20,11 @@ from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Request
-from fastapi.exceptions import RequestValidationError
-from pydantic import Field, ValidationError
+from pydantic import Field
 from starlette.background import BackgroundTask
 from starlette.responses import Response, StreamingResponse
 
+from inferbox.api.bodies import validated_body
 from inferbox.api.deps import ModelName, Namespace, PlatformDep, PrincipalDep
 from inferbox.api.errors import ApiError, bad_request
 from inferbox.api.models import load_model
@@ -89,20 +89,6 @@ def _check_generates(record: ModelRecord, task: str | None) -> None:
         )
 
 
-async def _chat_body(request: Request) -> ChatRequest:
-    raw = await request.body()
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise bad_request("Request body must be valid JSON") from None
-    if not isinstance(data, dict):
-        raise bad_request("Request body must be a JSON object")
-    try:
-        return ChatRequest.model_validate(data)
-    except ValidationError as exc:
-        raise RequestValidationError(exc.errors()) from None
-
-
 def _replica_error(status: int, content: bytes) -> ApiError:
     """The replica's refusal (OpenAI's `{"error": {"message"}}`) in the spec's shape."""
     try:
@@ -157,7 +143,7 @@ async def chat(
     platform: PlatformDep,
     namespace: Namespace = None,
 ) -> Response:
-    body = await _chat_body(request)
+    body = await validated_body(request, ChatRequest)
     record = await load_model(platform, principal, name, namespace)
     _check_generates(record, await in_thread(model_task, record))
     upstream = body.model_dump(exclude_unset=True)

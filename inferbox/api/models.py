@@ -11,14 +11,12 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Query, Request
-from fastapi.exceptions import RequestValidationError
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     StrictInt,
-    ValidationError,
     field_validator,
     model_validator,
 )
@@ -26,6 +24,7 @@ from pydantic import create_model as derived_model
 from pydantic.fields import FieldInfo
 from starlette.responses import JSONResponse, Response
 
+from inferbox.api.bodies import validated_body
 from inferbox.api.deps import (
     ModelName,
     Namespace,
@@ -286,25 +285,6 @@ def _model_error(status: int, content: bytes) -> ApiError:
     return ApiError(502, "Prediction failed", f"The model answered {status}: {message}")
 
 
-# Bodies larger than this are parsed in a worker thread: the gateway of `inferbox serve` answers from the
-# same event loop, and a 32 MiB JSON document takes the loop away for a tenth of a second.
-INLINE_PARSE_BYTES = 256 * 1024
-
-
-async def _predict_body(request: Request) -> PredictRequest:
-    raw = await request.body()
-    try:
-        data = await in_thread(orjson.loads, raw) if len(raw) > INLINE_PARSE_BYTES else orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise bad_request("Request body must be valid JSON") from None
-    if not isinstance(data, dict):
-        raise bad_request("Request body must be a JSON object")
-    try:
-        return PredictRequest.model_validate(data)
-    except ValidationError as exc:
-        raise RequestValidationError(exc.errors()) from None
-
-
 @router.post(
     "/api/models/{name}/predict",
     summary="Call a model (V1 or V2 body, chosen by its shape)",
@@ -317,7 +297,7 @@ async def predict(
     platform: PlatformDep,
     namespace: Namespace = None,
 ) -> Response:
-    body = await _predict_body(request)
+    body = await validated_body(request, PredictRequest)
     predictor = platform.predictions
     settings = body.connectionSettings
     if settings is not None and settings.useCustom:
